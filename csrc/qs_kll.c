@@ -1,0 +1,925 @@
+/*
+ * qs_kll.c -- KLL compactors: update, bulk update, weighted update, merge and
+ * the sorted view behind every query.
+ *
+ * The compaction logic follows Apache DataSketches' kll_sketch (lazy
+ * compaction, one buffer with level offsets); see qs_kll.h for the layout.
+ *
+ * Bulk path (qs_kll_update_batch).  Once the sketch has compacted at least
+ * once and holds n >= 8 * QS_CHUNK_MIN items, a batch is cut into chunks of c
+ * items (c a power of two, at most n/8 and at most QS_CHUNK_MAX).  A chunk is
+ * radix-sorted once, then halved j times with a fresh random offset each time,
+ * until it fits the capacity of level j, and merged into level j.  Each
+ * halving is an ordinary KLL compaction of a sorted buffer at level i < j:
+ * it moves any rank by at most 2^i, with mean zero.  Per chunk this adds a
+ * variance of at most sum_{i<j} 4^i < 4^j / 3 rank units, and 2^j <= 2c/k',
+ * k' the capacity of level j, so over n/c chunks the added variance is
+ * O(n c / k'^2), against Theta(n^2 / k^2) for the compactions at the top of
+ * the sketch: with c <= n/8 it is a small fraction of KLL's own error.  What
+ * it buys is one sort per chunk instead of one per small level-0 batch, and
+ * no per-item bookkeeping (see docs/performance.md for the measurements).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qs_kll_internal.h"
+#include "qs_rng.h"
+#include "qs_sort.h"
+
+#define QS_CHUNK_MIN 1024u
+#define QS_CHUNK_MAX 32768u /* 2 x 256 KiB of keys: fits the L2 of small cores */
+#define QS_WEIGHTED_BLOCK 2048u
+
+/* ---- capacities ----------------------------------------------------------- */
+
+static const uint64_t POWERS_OF_THREE[31] = {
+    1ULL, 3ULL, 9ULL, 27ULL, 81ULL, 243ULL, 729ULL, 2187ULL, 6561ULL, 19683ULL,
+    59049ULL, 177147ULL, 531441ULL, 1594323ULL, 4782969ULL, 14348907ULL,
+    43046721ULL, 129140163ULL, 387420489ULL, 1162261467ULL, 3486784401ULL,
+    10460353203ULL, 31381059609ULL, 94143178827ULL, 282429536481ULL,
+    847288609443ULL, 2541865828329ULL, 7625597484987ULL, 22876792454961ULL,
+    68630377364883ULL, 205891132094649ULL};
+
+/* round(k * (2/3)^depth) for depth <= 30, in integer arithmetic */
+static uint32_t cap_aux_aux(uint32_t k, uint32_t depth)
+{
+    const uint64_t twok = (uint64_t)k << 1;
+    const uint64_t tmp = (twok << depth) / POWERS_OF_THREE[depth];
+    return (uint32_t)((tmp + 1) >> 1);
+}
+
+static uint32_t cap_aux(uint32_t k, uint32_t depth)
+{
+    if (depth > 60) return 0;
+    if (depth <= 30) return cap_aux_aux(k, depth);
+    const uint32_t half = depth / 2;
+    return cap_aux_aux(cap_aux_aux(k, half), depth - half);
+}
+
+uint32_t qs_kll_level_capacity(uint32_t k, uint32_t m, uint32_t num_levels, uint32_t height)
+{
+    const uint32_t cap = cap_aux(k, num_levels - height - 1);
+    return cap > m ? cap : m;
+}
+
+uint32_t qs_kll_total_capacity(uint32_t k, uint32_t m, uint32_t num_levels)
+{
+    uint32_t total = 0;
+    for (uint32_t h = 0; h < num_levels; h++) total += qs_kll_level_capacity(k, m, num_levels, h);
+    return total;
+}
+
+/* ---- lifetime ------------------------------------------------------------- */
+
+qs_kll *qs_kll_alloc_empty(uint32_t k, uint64_t seed, qs_status *status)
+{
+    qs_kll *sk = calloc(1, sizeof *sk);
+    if (!sk) {
+        *status = QS_ENOMEM;
+        return NULL;
+    }
+    sk->k = k;
+    sk->m = QS_KLL_M;
+    sk->num_levels = 1;
+    sk->min = sk->max = NAN;
+    sk->rng = seed;
+    sk->level0_sorted = 1;
+    *status = QS_OK;
+    return sk;
+}
+
+qs_kll *qs_kll_new(uint32_t k, uint64_t seed, qs_status *status)
+{
+    if (k < QS_KLL_MIN_K || k > QS_KLL_MAX_K) {
+        *status = QS_EINVAL;
+        return NULL;
+    }
+    qs_kll *sk = qs_kll_alloc_empty(k, seed, status);
+    if (!sk) return NULL;
+    const uint32_t cap = qs_kll_total_capacity(k, QS_KLL_M, 1); /* = k */
+    sk->items = malloc((size_t)cap * sizeof(double));
+    if (!sk->items) {
+        free(sk);
+        *status = QS_ENOMEM;
+        return NULL;
+    }
+    sk->levels[0] = cap;
+    sk->levels[1] = cap;
+    return sk;
+}
+
+void qs_kll_free(qs_kll *sk)
+{
+    if (!sk) return;
+    free(sk->items);
+    free(sk->view_items);
+    free(sk->view_cum);
+    free(sk);
+}
+
+qs_kll *qs_kll_copy(const qs_kll *src, qs_status *status)
+{
+    qs_kll *sk = malloc(sizeof *sk);
+    if (!sk) {
+        *status = QS_ENOMEM;
+        return NULL;
+    }
+    *sk = *src;
+    sk->view_valid = 0;
+    sk->view_cap = sk->view_size = 0;
+    sk->view_items = NULL;
+    sk->view_cum = NULL;
+    const size_t cap = src->levels[src->num_levels];
+    sk->items = malloc((cap ? cap : 1) * sizeof(double));
+    if (!sk->items) {
+        free(sk);
+        *status = QS_ENOMEM;
+        return NULL;
+    }
+    memcpy(sk->items, src->items, cap * sizeof(double));
+    *status = QS_OK;
+    return sk;
+}
+
+/* ---- accessors ------------------------------------------------------------ */
+
+uint32_t qs_kll_k(const qs_kll *sk) { return sk->k; }
+uint64_t qs_kll_n(const qs_kll *sk) { return sk->n; }
+uint64_t qs_kll_nan_count(const qs_kll *sk) { return sk->nan_count; }
+double qs_kll_min(const qs_kll *sk) { return sk->min; }
+double qs_kll_max(const qs_kll *sk) { return sk->max; }
+uint32_t qs_kll_num_levels(const qs_kll *sk) { return sk->num_levels; }
+int qs_kll_is_estimation_mode(const qs_kll *sk) { return sk->compacted; }
+uint8_t qs_kll_user_flags(const qs_kll *sk) { return sk->user_flags; }
+void qs_kll_set_user_flags(qs_kll *sk, uint8_t flags) { sk->user_flags = flags; }
+
+uint32_t qs_kll_num_retained(const qs_kll *sk)
+{
+    return sk->levels[sk->num_levels] - sk->levels[0];
+}
+
+qs_status qs_kll_level(const qs_kll *sk, uint32_t level, const double **items, uint32_t *size)
+{
+    if (level >= sk->num_levels) return QS_EINVAL;
+    *items = sk->items + sk->levels[level];
+    *size = sk->levels[level + 1] - sk->levels[level];
+    return QS_OK;
+}
+
+/*
+ * The a priori error of Apache DataSketches' KLL, fitted on their
+ * characterization runs: the 99th percentile of the normalized rank error of
+ * a single query (pmf == 0) or of a whole PMF/CDF (pmf != 0).
+ */
+double qs_kll_normalized_rank_error(uint32_t k, int pmf)
+{
+    return pmf ? 2.446 / pow((double)k, 0.9433) : 2.296 / pow((double)k, 0.9723);
+}
+
+/* ---- compaction kernels --------------------------------------------------- */
+
+/* Keep every other item of buf[start .. start+len) (len even), packed at the start. */
+QS_INLINE void halve_down(double *buf, uint32_t start, uint32_t len, unsigned offset)
+{
+    const uint32_t half = len / 2;
+    for (uint32_t i = 0, j = start + offset; i < half; i++, j += 2) buf[start + i] = buf[j];
+}
+
+/* Keep every other item of buf[start .. start+len) (len even), packed at the end. */
+QS_INLINE void halve_up(double *buf, uint32_t start, uint32_t len, unsigned offset)
+{
+    const uint32_t half = len / 2;
+    if (len == 0) return;
+    uint32_t j = start + len - 1 - offset;
+    for (uint32_t i = start + len - 1; i >= start + half; i--, j -= 2) {
+        buf[i] = buf[j];
+        if (i == start + half) break;
+    }
+}
+
+/*
+ * Merge sorted runs buf[a .. a+alen) and buf[b .. b+blen) into buf[dst ..),
+ * in place.  Safe when dst >= a + alen and dst + alen <= b, the situation of a
+ * compaction (the halved level sits just below the level above it).
+ */
+static void merge_in_place(double *buf, uint32_t a, uint32_t alen, uint32_t b, uint32_t blen,
+                           uint32_t dst)
+{
+    const uint32_t alim = a + alen, blim = b + blen;
+    while (a < alim && b < blim) buf[dst++] = (buf[b] < buf[a]) ? buf[b++] : buf[a++];
+    while (a < alim) buf[dst++] = buf[a++];
+    while (b < blim) buf[dst++] = buf[b++];
+}
+
+static void merge_runs(const double *a, uint32_t alen, const double *b, uint32_t blen, double *dst)
+{
+    uint32_t i = 0, j = 0, o = 0;
+    while (i < alen && j < blen) dst[o++] = (b[j] < a[i]) ? b[j++] : a[i++];
+    while (i < alen) dst[o++] = a[i++];
+    while (j < blen) dst[o++] = b[j++];
+}
+
+/* ---- per-item path -------------------------------------------------------- */
+
+static uint32_t find_level_to_compact(const qs_kll *sk)
+{
+    for (uint32_t h = 0; h < sk->num_levels; h++) {
+        const uint32_t pop = sk->levels[h + 1] - sk->levels[h];
+        if (pop >= qs_kll_level_capacity(sk->k, sk->m, sk->num_levels, h)) return h;
+    }
+    /* A full buffer whose capacity is at least the total capacity always has
+     * a level at capacity (pigeonhole), so this is unreachable. */
+    return sk->num_levels - 1;
+}
+
+static qs_status add_empty_top_level(qs_kll *sk)
+{
+    if (sk->num_levels >= QS_KLL_MAX_LEVELS) return QS_EOVERFLOW;
+    const uint32_t cur = sk->levels[sk->num_levels];
+    const uint32_t delta = qs_kll_level_capacity(sk->k, sk->m, sk->num_levels + 1, 0);
+    double *buf = malloc((size_t)(cur + delta) * sizeof(double));
+    if (!buf) return QS_ENOMEM;
+    memcpy(buf + delta, sk->items, (size_t)cur * sizeof(double));
+    free(sk->items);
+    sk->items = buf;
+    for (uint32_t i = 0; i <= sk->num_levels; i++) sk->levels[i] += delta;
+    sk->levels[sk->num_levels + 1] = cur + delta;
+    sk->num_levels++;
+    return QS_OK;
+}
+
+/* Compact the lowest full level, freeing space at the bottom of the buffer. */
+static qs_status compress_while_updating(qs_kll *sk)
+{
+    const uint32_t level = find_level_to_compact(sk);
+    if (level == sk->num_levels - 1) {
+        qs_status st = add_empty_top_level(sk);
+        if (st != QS_OK) return st;
+    }
+    double *items = sk->items;
+    const uint32_t raw_beg = sk->levels[level];
+    const uint32_t raw_lim = sk->levels[level + 1];
+    const uint32_t pop_above = sk->levels[level + 2] - raw_lim;
+    const uint32_t raw_pop = raw_lim - raw_beg;
+    const uint32_t odd = raw_pop & 1u;
+    const uint32_t adj_beg = raw_beg + odd;
+    const uint32_t adj_pop = raw_pop - odd;
+    const uint32_t half = adj_pop / 2;
+
+    if (level == 0 && !sk->level0_sorted) qs_sort_doubles(items + adj_beg, adj_pop);
+    const unsigned offset = qs_rng_bit(&sk->rng);
+    if (pop_above == 0) {
+        halve_up(items, adj_beg, adj_pop, offset);
+    } else {
+        halve_down(items, adj_beg, adj_pop, offset);
+        merge_in_place(items, adj_beg, half, raw_lim, pop_above, adj_beg + half);
+    }
+    sk->levels[level + 1] -= half;
+    if (odd) {
+        sk->levels[level] = sk->levels[level + 1] - 1;
+        items[sk->levels[level]] = items[raw_beg]; /* the leftover item stays at this level */
+    } else {
+        sk->levels[level] = sk->levels[level + 1];
+    }
+    /* shift the levels below up, so the freed slots join level 0's free space */
+    if (level > 0) {
+        const uint32_t amount = raw_beg - sk->levels[0];
+        memmove(items + sk->levels[0] + half, items + sk->levels[0], (size_t)amount * sizeof(double));
+        for (uint32_t h = 0; h < level; h++) sk->levels[h] += half;
+    }
+    sk->compacted = 1;
+    return QS_OK;
+}
+
+/* Insert one non-NaN item; min, max and n are the caller's business. */
+QS_INLINE qs_status insert_item(qs_kll *sk, double x)
+{
+    while (QS_UNLIKELY(sk->levels[0] == 0)) {
+        qs_status st = compress_while_updating(sk);
+        if (st != QS_OK) return st;
+    }
+    sk->items[--sk->levels[0]] = x;
+    sk->level0_sorted = 0;
+    return QS_OK;
+}
+
+QS_INLINE void note_range(qs_kll *sk, double lo, double hi)
+{
+    if (sk->n == 0) {
+        sk->min = lo;
+        sk->max = hi;
+    } else {
+        if (lo < sk->min) sk->min = lo;
+        if (hi > sk->max) sk->max = hi;
+    }
+}
+
+qs_status qs_kll_update(qs_kll *sk, double x, int nan_raise)
+{
+    if (QS_UNLIKELY(x != x)) {
+        if (nan_raise) return QS_ENAN;
+        if (sk->nan_count == UINT64_MAX) return QS_EOVERFLOW;
+        sk->nan_count++;
+        return QS_OK;
+    }
+    if (QS_UNLIKELY(sk->n == UINT64_MAX)) return QS_EOVERFLOW;
+    qs_status st = insert_item(sk, x);
+    if (st != QS_OK) return st;
+    note_range(sk, x, x);
+    sk->n++;
+    sk->view_valid = 0;
+    return QS_OK;
+}
+
+/* ---- general compression and merge --------------------------------------- */
+
+typedef struct {
+    uint32_t num_levels;
+    uint32_t capacity;
+    uint32_t count;
+    int compacted;
+} compress_result;
+
+/*
+ * Compact, bottom up, every level that is over capacity while the total is
+ * over the total capacity (Apache DataSketches' general_compress).  Works in
+ * place on buf, whose levels are in_levels[0..num_levels]; in_levels needs
+ * two spare slots.  The result is packed from buf[0], bounded by out_levels.
+ */
+static compress_result general_compress(uint32_t k, uint32_t m, uint32_t num_levels, double *buf,
+                                        uint32_t *in_levels, uint32_t *out_levels,
+                                        int level0_sorted, uint64_t *rng)
+{
+    compress_result r;
+    r.num_levels = num_levels;
+    r.count = in_levels[num_levels] - in_levels[0];
+    r.capacity = qs_kll_total_capacity(k, m, num_levels);
+    r.compacted = 0;
+    out_levels[0] = 0;
+    for (uint32_t level = 0;; level++) {
+        if (level == r.num_levels - 1) in_levels[level + 2] = in_levels[level + 1];
+        const uint32_t raw_beg = in_levels[level];
+        const uint32_t raw_lim = in_levels[level + 1];
+        const uint32_t raw_pop = raw_lim - raw_beg;
+        if (r.count < r.capacity ||
+            raw_pop < qs_kll_level_capacity(k, m, r.num_levels, level)) {
+            if (raw_beg != out_levels[level])
+                memmove(buf + out_levels[level], buf + raw_beg, (size_t)raw_pop * sizeof(double));
+            out_levels[level + 1] = out_levels[level] + raw_pop;
+        } else {
+            const uint32_t pop_above = in_levels[level + 2] - raw_lim;
+            const uint32_t odd = raw_pop & 1u;
+            const uint32_t adj_beg = raw_beg + odd;
+            const uint32_t adj_pop = raw_pop - odd;
+            const uint32_t half = adj_pop / 2;
+            if (odd) {
+                buf[out_levels[level]] = buf[raw_beg];
+                out_levels[level + 1] = out_levels[level] + 1;
+            } else {
+                out_levels[level + 1] = out_levels[level];
+            }
+            if (level == 0 && !level0_sorted) qs_sort_doubles(buf + adj_beg, adj_pop);
+            const unsigned offset = qs_rng_bit(rng);
+            if (pop_above == 0) {
+                halve_up(buf, adj_beg, adj_pop, offset);
+            } else {
+                halve_down(buf, adj_beg, adj_pop, offset);
+                merge_in_place(buf, adj_beg, half, raw_lim, pop_above, adj_beg + half);
+            }
+            r.count -= half;
+            in_levels[level + 1] -= half;
+            r.compacted = 1;
+            if (level == r.num_levels - 1) {
+                r.num_levels++;
+                r.capacity += qs_kll_level_capacity(k, m, r.num_levels, 0);
+            }
+        }
+        if (level == r.num_levels - 1) break;
+    }
+    return r;
+}
+
+/*
+ * Merge extra levels (other[h], of other_size[h] items, h < other_levels;
+ * other[0] may be unsorted, higher levels sorted) into the sketch, with the
+ * sketch's k lowered to new_k.  Transactional: on failure the sketch is
+ * unchanged.
+ */
+static qs_status merge_levels(qs_kll *sk, const double *const *other, const uint32_t *other_size,
+                              uint32_t other_levels, uint32_t new_k)
+{
+    const uint32_t L = sk->num_levels > other_levels ? sk->num_levels : other_levels;
+    if (L > QS_KLL_MAX_LEVELS) return QS_EOVERFLOW;
+    uint64_t total = qs_kll_num_retained(sk);
+    for (uint32_t h = 0; h < other_levels; h++) total += other_size[h];
+    if (total > UINT32_MAX / 2) return QS_EOVERFLOW;
+
+    double *work = malloc((size_t)(total ? total : 1) * sizeof(double));
+    if (!work) return QS_ENOMEM;
+    uint32_t in_levels[QS_KLL_MAX_LEVELS + 3] = {0}, out_levels[QS_KLL_MAX_LEVELS + 3] = {0};
+    uint32_t pos = 0;
+    for (uint32_t h = 0; h < L; h++) {
+        in_levels[h] = pos;
+        const double *a = NULL, *b = NULL;
+        uint32_t alen = 0, blen = 0;
+        if (h < sk->num_levels) {
+            a = sk->items + sk->levels[h];
+            alen = sk->levels[h + 1] - sk->levels[h];
+        }
+        if (h < other_levels) {
+            b = other[h];
+            blen = other_size[h];
+        }
+        if (h == 0) { /* level 0 is unsorted: concatenate */
+            if (alen) memcpy(work + pos, a, (size_t)alen * sizeof(double));
+            if (blen) memcpy(work + pos + alen, b, (size_t)blen * sizeof(double));
+        } else {
+            merge_runs(a, alen, b, blen, work + pos);
+        }
+        pos += alen + blen;
+    }
+    in_levels[L] = pos;
+
+    uint64_t rng = sk->rng;
+    const int level0_sorted = (in_levels[1] - in_levels[0]) <= 1;
+    compress_result r = general_compress(new_k, sk->m, L, work, in_levels, out_levels,
+                                         level0_sorted, &rng);
+    if (r.num_levels > QS_KLL_MAX_LEVELS) {
+        free(work);
+        return QS_EOVERFLOW;
+    }
+    const uint32_t cap = r.capacity > r.count ? r.capacity : r.count;
+    double *items = malloc((size_t)(cap ? cap : 1) * sizeof(double));
+    if (!items) {
+        free(work);
+        return QS_ENOMEM;
+    }
+    const uint32_t free_space = cap - r.count;
+    memcpy(items + free_space, work, (size_t)r.count * sizeof(double));
+    free(work);
+    free(sk->items);
+    sk->items = items;
+    sk->num_levels = r.num_levels;
+    for (uint32_t h = 0; h <= r.num_levels; h++) sk->levels[h] = out_levels[h] + free_space;
+    sk->k = new_k;
+    sk->rng = rng;
+    sk->compacted |= (uint8_t)r.compacted;
+    sk->level0_sorted = (sk->levels[1] - sk->levels[0]) <= 1;
+    sk->view_valid = 0;
+    return QS_OK;
+}
+
+qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
+{
+    if (src->n == 0) {
+        if (dst->nan_count > UINT64_MAX - src->nan_count) return QS_EOVERFLOW;
+        dst->nan_count += src->nan_count;
+        if (src->k < dst->k) {
+            qs_status st = merge_levels(dst, NULL, NULL, 0, src->k);
+            if (st != QS_OK) return st;
+        }
+        return QS_OK;
+    }
+    if (dst->n > UINT64_MAX - src->n || dst->nan_count > UINT64_MAX - src->nan_count)
+        return QS_EOVERFLOW;
+    const double *levels[QS_KLL_MAX_LEVELS];
+    uint32_t sizes[QS_KLL_MAX_LEVELS];
+    for (uint32_t h = 0; h < src->num_levels; h++) {
+        levels[h] = src->items + src->levels[h];
+        sizes[h] = src->levels[h + 1] - src->levels[h];
+    }
+    const uint32_t new_k = src->k < dst->k ? src->k : dst->k;
+    qs_status st = merge_levels(dst, levels, sizes, src->num_levels, new_k);
+    if (st != QS_OK) return st;
+    note_range(dst, src->min, src->max);
+    dst->n += src->n;
+    dst->nan_count += src->nan_count;
+    dst->compacted |= src->compacted;
+    return QS_OK;
+}
+
+/* ---- batch paths ---------------------------------------------------------- */
+
+static int contains_nan(const double *x, size_t len)
+{
+    int any = 0;
+    for (size_t i = 0; i < len; i++) any |= (x[i] != x[i]);
+    return any;
+}
+
+/* The bulk chunk size for the sketch as it is now, 0 while it must go item by item. */
+static uint32_t bulk_chunk_size(const qs_kll *sk)
+{
+    if (!sk->compacted || sk->n < 8u * (uint64_t)QS_CHUNK_MIN) return 0;
+    uint32_t c = QS_CHUNK_MIN;
+    while (c < QS_CHUNK_MAX && (uint64_t)c * 16u <= sk->n) c <<= 1;
+    return c;
+}
+
+/* Sort, halve and merge one chunk of keys (see the top of this file). */
+static qs_status ingest_chunk(qs_kll *sk, uint64_t *keys, uint64_t *spare, uint32_t c)
+{
+    uint64_t *sorted = qs_radix_sort_keys(keys, spare, c);
+    void *other = (sorted == keys) ? (void *)spare : (void *)keys;
+    uint32_t size = c, level = 0;
+    uint64_t rng = sk->rng;
+    while (level + 1 < sk->num_levels &&
+           size > qs_kll_level_capacity(sk->k, sk->m, sk->num_levels, level)) {
+        const unsigned offset = qs_rng_bit(&rng);
+        const uint32_t half = size / 2;
+        for (uint32_t i = 0; i < half; i++) sorted[i] = sorted[2 * i + offset];
+        size = half;
+        level++;
+    }
+    /* The spare buffer is malloc'd storage, so storing doubles into it is fine. */
+    double *out = other;
+    for (uint32_t i = 0; i < size; i++) out[i] = qs_key_to_double(sorted[i]);
+
+    const double *levels[QS_KLL_MAX_LEVELS];
+    uint32_t sizes[QS_KLL_MAX_LEVELS];
+    for (uint32_t h = 0; h < level; h++) {
+        levels[h] = NULL;
+        sizes[h] = 0;
+    }
+    levels[level] = out;
+    sizes[level] = size;
+    const uint64_t saved = sk->rng;
+    sk->rng = rng;
+    qs_status st = merge_levels(sk, levels, sizes, level + 1, sk->k);
+    if (st != QS_OK) {
+        sk->rng = saved;
+        return st;
+    }
+    if (level > 0) sk->compacted = 1;
+    return QS_OK;
+}
+
+qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_raise)
+{
+    if (nan_raise && contains_nan(x, len)) return QS_ENAN;
+    if ((uint64_t)len > UINT64_MAX - sk->n || (uint64_t)len > UINT64_MAX - sk->nan_count)
+        return QS_EOVERFLOW;
+    sk->view_valid = 0;
+    uint64_t *scratch = NULL;
+    qs_status st = QS_OK;
+    size_t i = 0;
+    while (i < len) {
+        const uint32_t c = bulk_chunk_size(sk);
+        if (c && len - i >= c) {
+            if (!scratch) {
+                scratch = malloc(2u * QS_CHUNK_MAX * sizeof(uint64_t));
+                if (!scratch) {
+                    st = QS_ENOMEM;
+                    break;
+                }
+            }
+            uint64_t *keys = scratch;
+            uint32_t got = 0;
+            uint64_t nans = 0;
+            size_t j = i;
+            double lo = INFINITY, hi = -INFINITY;
+            while (got < c && j < len) {
+                const double v = x[j++];
+                if (QS_UNLIKELY(v != v)) {
+                    nans++;
+                    continue;
+                }
+                lo = v < lo ? v : lo;
+                hi = v > hi ? v : hi;
+                keys[got++] = qs_double_to_key(v);
+            }
+            if (got < c) { /* NaNs left too few items for a chunk: go item by item */
+                for (; i < len; i++) {
+                    st = qs_kll_update(sk, x[i], 0);
+                    if (st != QS_OK) break;
+                }
+                break;
+            }
+            st = ingest_chunk(sk, keys, scratch + QS_CHUNK_MAX, c);
+            if (st != QS_OK) break;
+            note_range(sk, lo, hi);
+            sk->n += c;
+            sk->nan_count += nans;
+            i = j;
+        } else {
+            /* item by item until the bulk path becomes possible or the batch ends */
+            const size_t stop = (c == 0 && len - i > QS_CHUNK_MIN) ? i + QS_CHUNK_MIN : len;
+            for (; i < stop; i++) {
+                const double v = x[i];
+                if (QS_UNLIKELY(v != v)) {
+                    sk->nan_count++;
+                    continue;
+                }
+                st = insert_item(sk, v);
+                if (st != QS_OK) break;
+                note_range(sk, v, v);
+                sk->n++;
+            }
+            if (st != QS_OK) break;
+        }
+    }
+    free(scratch);
+    sk->view_valid = 0;
+    return st;
+}
+
+qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *w, size_t len,
+                                 int nan_raise)
+{
+    /* Validate everything before touching the sketch. */
+    uint64_t add_n = 0, add_nan = 0, max_w = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (w[i] == 0) return QS_EINVAL;
+        if (x[i] != x[i]) {
+            if (nan_raise) return QS_ENAN;
+            if (add_nan > UINT64_MAX - w[i]) return QS_EOVERFLOW;
+            add_nan += w[i];
+        } else {
+            if (add_n > UINT64_MAX - w[i]) return QS_EOVERFLOW;
+            add_n += w[i];
+        }
+        if (w[i] > max_w) max_w = w[i];
+    }
+    if (add_n > UINT64_MAX - sk->n || add_nan > UINT64_MAX - sk->nan_count) return QS_EOVERFLOW;
+    if (max_w <= 1) return qs_kll_update_batch(sk, x, len, nan_raise);
+
+    /* Block by block: item x of weight w joins level h for every set bit h of
+     * w, each level is sorted, and the block is merged like a sketch. */
+    double *buf = malloc((size_t)QS_WEIGHTED_BLOCK * 64u * sizeof(double));
+    if (!buf) return QS_ENOMEM;
+    qs_status st = QS_OK;
+    for (size_t start = 0; start < len && st == QS_OK; start += QS_WEIGHTED_BLOCK) {
+        const size_t end = len - start > QS_WEIGHTED_BLOCK ? start + QS_WEIGHTED_BLOCK : len;
+        uint32_t count[64] = {0};
+        uint32_t top = 0;
+        uint64_t blk_n = 0, blk_nan = 0;
+        double lo = INFINITY, hi = -INFINITY;
+        for (size_t i = start; i < end; i++) {
+            if (x[i] != x[i]) {
+                blk_nan += w[i];
+                continue;
+            }
+            blk_n += w[i];
+            lo = x[i] < lo ? x[i] : lo;
+            hi = x[i] > hi ? x[i] : hi;
+            for (uint64_t b = w[i]; b; b &= b - 1) {
+                const uint32_t h = (uint32_t)__builtin_ctzll(b);
+                count[h]++;
+                if (h + 1 > top) top = h + 1;
+            }
+        }
+        double *level_items[64];
+        const double *levels[64];
+        uint32_t fill[64], offset = 0;
+        for (uint32_t h = 0; h < top; h++) {
+            levels[h] = level_items[h] = buf + offset;
+            fill[h] = 0;
+            offset += count[h];
+        }
+        for (size_t i = start; i < end; i++) {
+            if (x[i] != x[i]) continue;
+            for (uint64_t b = w[i]; b; b &= b - 1) {
+                const uint32_t h = (uint32_t)__builtin_ctzll(b);
+                level_items[h][fill[h]++] = x[i];
+            }
+        }
+        for (uint32_t h = 1; h < top; h++) qs_sort_doubles(level_items[h], count[h]);
+        if (top > 0) {
+            st = merge_levels(sk, levels, count, top, sk->k);
+            if (st != QS_OK) break;
+            note_range(sk, lo, hi);
+        }
+        sk->n += blk_n;
+        sk->nan_count += blk_nan;
+    }
+    free(buf);
+    sk->view_valid = 0;
+    return st;
+}
+
+/* ---- sorted view and queries --------------------------------------------- */
+
+static qs_status build_view(qs_kll *sk)
+{
+    if (sk->view_valid) return QS_OK;
+    const uint32_t R = qs_kll_num_retained(sk);
+    if (R > sk->view_cap) {
+        double *vi = realloc(sk->view_items, (size_t)R * sizeof(double));
+        if (!vi) return QS_ENOMEM;
+        sk->view_items = vi;
+        uint64_t *vc = realloc(sk->view_cum, (size_t)R * sizeof(uint64_t));
+        if (!vc) return QS_ENOMEM;
+        sk->view_cum = vc;
+        sk->view_cap = R;
+    }
+    double *tmp_items = malloc((size_t)(R ? R : 1) * sizeof(double));
+    uint64_t *tmp_w = malloc((size_t)(R ? R : 1) * sizeof(uint64_t));
+    if (!tmp_items || !tmp_w) {
+        free(tmp_items);
+        free(tmp_w);
+        return QS_ENOMEM;
+    }
+    /* runs: one per non-empty level, merged pairwise in rounds (O(R log H)) */
+    uint32_t run_start[QS_KLL_MAX_LEVELS + 1], nruns = 0;
+    double *ai = sk->view_items, *bi = tmp_items;
+    uint64_t *aw = sk->view_cum, *bw = tmp_w;
+    uint32_t pos = 0;
+    for (uint32_t h = 0; h < sk->num_levels; h++) {
+        const uint32_t beg = sk->levels[h], size = sk->levels[h + 1] - beg;
+        if (!size) continue;
+        memcpy(ai + pos, sk->items + beg, (size_t)size * sizeof(double));
+        if (h == 0 && !sk->level0_sorted) qs_sort_doubles(ai + pos, size);
+        for (uint32_t i = 0; i < size; i++) aw[pos + i] = UINT64_C(1) << h;
+        run_start[nruns++] = pos;
+        pos += size;
+    }
+    run_start[nruns] = pos;
+    while (nruns > 1) {
+        uint32_t out = 0;
+        for (uint32_t r = 0; r < nruns; r += 2) {
+            const uint32_t s = run_start[r], mid = run_start[r + 1];
+            if (r + 1 == nruns) { /* the odd run out is copied as it is */
+                memcpy(bi + s, ai + s, (size_t)(mid - s) * sizeof(double));
+                memcpy(bw + s, aw + s, (size_t)(mid - s) * sizeof(uint64_t));
+            } else {
+                const uint32_t e = run_start[r + 2];
+                uint32_t i = s, j = mid, o = s;
+                while (i < mid && j < e) {
+                    if (ai[j] < ai[i]) { bi[o] = ai[j]; bw[o++] = aw[j++]; }
+                    else { bi[o] = ai[i]; bw[o++] = aw[i++]; }
+                }
+                while (i < mid) { bi[o] = ai[i]; bw[o++] = aw[i++]; }
+                while (j < e) { bi[o] = ai[j]; bw[o++] = aw[j++]; }
+            }
+            run_start[out++] = s;
+        }
+        run_start[out] = pos;
+        nruns = out;
+        double *ti = ai; ai = bi; bi = ti;
+        uint64_t *tw = aw; aw = bw; bw = tw;
+    }
+    if (ai != sk->view_items) {
+        memcpy(sk->view_items, ai, (size_t)R * sizeof(double));
+        memcpy(sk->view_cum, aw, (size_t)R * sizeof(uint64_t));
+    }
+    uint64_t cum = 0;
+    for (uint32_t i = 0; i < R; i++) {
+        cum += sk->view_cum[i];
+        sk->view_cum[i] = cum;
+    }
+    free(tmp_items);
+    free(tmp_w);
+    sk->view_size = R;
+    sk->view_valid = 1;
+    return QS_OK;
+}
+
+qs_status qs_kll_sorted_view(qs_kll *sk, const double **items, const uint64_t **cum_weights,
+                             uint32_t *size)
+{
+    qs_status st = build_view(sk);
+    if (st != QS_OK) return st;
+    *items = sk->view_items;
+    *cum_weights = sk->view_cum;
+    *size = sk->view_size;
+    return QS_OK;
+}
+
+/* Number of a[0..n) that are <= q (inclusive) or < q; branchless search. */
+QS_INLINE size_t count_below(const double *a, size_t n, double q, int inclusive)
+{
+    if (n == 0) return 0;
+    const double *base = a;
+    if (inclusive) {
+        while (n > 1) {
+            const size_t half = n / 2;
+            base = (base[half] <= q) ? base + half : base;
+            n -= half;
+        }
+        return (size_t)(base - a) + (*base <= q);
+    }
+    while (n > 1) {
+        const size_t half = n / 2;
+        base = (base[half] < q) ? base + half : base;
+        n -= half;
+    }
+    return (size_t)(base - a) + (*base < q);
+}
+
+qs_status qs_kll_rank(qs_kll *sk, const double *q, size_t len, int inclusive, double *out)
+{
+    if (sk->n == 0) {
+        for (size_t i = 0; i < len; i++) out[i] = NAN;
+        return QS_OK;
+    }
+    qs_status st = build_view(sk);
+    if (st != QS_OK) return st;
+    const double *items = sk->view_items;
+    const uint64_t *cum = sk->view_cum;
+    const size_t R = sk->view_size;
+    const double n = (double)sk->n;
+    int ascending = 1;
+    for (size_t i = 1; i < len && ascending; i++) ascending = !(q[i] < q[i - 1]);
+    if (ascending) { /* one merge-like walk instead of len searches */
+        size_t idx = 0;
+        for (size_t i = 0; i < len; i++) {
+            if (inclusive)
+                while (idx < R && items[idx] <= q[i]) idx++;
+            else
+                while (idx < R && items[idx] < q[i]) idx++;
+            out[i] = idx ? (double)cum[idx - 1] / n : 0.0;
+        }
+        return QS_OK;
+    }
+    for (size_t i = 0; i < len; i++) {
+        const size_t idx = count_below(items, R, q[i], inclusive);
+        out[i] = idx ? (double)cum[idx - 1] / n : 0.0;
+    }
+    return QS_OK;
+}
+
+/* First index whose cumulative weight is >= t (inclusive) or > t. */
+QS_INLINE size_t first_cum_reaching(const uint64_t *cum, size_t n, double t, int inclusive)
+{
+    size_t lo = 0, len = n;
+    while (len > 0) {
+        const size_t half = len / 2;
+        const double c = (double)cum[lo + half];
+        const int before = inclusive ? (c < t) : (c <= t);
+        if (before) {
+            lo += half + 1;
+            len -= half + 1;
+        } else {
+            len = half;
+        }
+    }
+    return lo;
+}
+
+qs_status qs_kll_quantile(qs_kll *sk, const double *p, size_t len, int inclusive, double *out)
+{
+    if (sk->n == 0) {
+        for (size_t i = 0; i < len; i++) out[i] = NAN;
+        return QS_OK;
+    }
+    qs_status st = build_view(sk);
+    if (st != QS_OK) return st;
+    const size_t R = sk->view_size;
+    const double n = (double)sk->n;
+    for (size_t i = 0; i < len; i++) {
+        const double pi = p[i];
+        if (!(pi >= 0.0 && pi <= 1.0)) return QS_EINVAL;
+        if (pi == 0.0) {
+            out[i] = sk->min;
+            continue;
+        }
+        if (pi == 1.0) {
+            out[i] = sk->max;
+            continue;
+        }
+        /* p*n is rounded to the nearest 2^-20 of an item first, so that, say,
+         * 0.3 * 10 = 3.0000000000000004 means the third item, not the fourth. */
+        const double t = nearbyint(pi * n * 1048576.0) / 1048576.0;
+        const double target = inclusive ? ceil(t) : t;
+        size_t idx = first_cum_reaching(sk->view_cum, R, target, inclusive);
+        if (idx >= R) idx = R - 1;
+        out[i] = sk->view_items[idx];
+    }
+    return QS_OK;
+}
+
+/* ---- invariants ----------------------------------------------------------- */
+
+int qs_kll_check_invariants(const qs_kll *sk, const char **message)
+{
+#define FAIL(msg) do { *message = (msg); return 1; } while (0)
+    if (sk->k < QS_KLL_MIN_K || sk->k > QS_KLL_MAX_K) FAIL("k is out of range");
+    if (sk->m < 2 || sk->m > sk->k) FAIL("m is out of range");
+    if (sk->num_levels < 1 || sk->num_levels > QS_KLL_MAX_LEVELS) FAIL("level count is out of range");
+    for (uint32_t h = 0; h < sk->num_levels; h++)
+        if (sk->levels[h] > sk->levels[h + 1]) FAIL("level offsets are not ordered");
+    uint64_t weight = 0;
+    for (uint32_t h = 0; h < sk->num_levels; h++) {
+        const double *a = sk->items + sk->levels[h];
+        const uint32_t size = sk->levels[h + 1] - sk->levels[h];
+        for (uint32_t i = 0; i < size; i++) {
+            if (a[i] != a[i]) FAIL("a retained item is NaN");
+            if (a[i] < sk->min || a[i] > sk->max) FAIL("a retained item lies outside [min, max]");
+            if ((h > 0 || sk->level0_sorted) && i > 0 && a[i] < a[i - 1])
+                FAIL("a sorted level is not sorted");
+        }
+        if (size) {
+            if (h >= 64 || (uint64_t)size > (UINT64_MAX >> h)) FAIL("level weights overflow");
+            const uint64_t lw = (uint64_t)size << h;
+            if (weight > UINT64_MAX - lw) FAIL("level weights overflow");
+            weight += lw;
+        }
+    }
+    if (weight != sk->n) FAIL("retained weights do not add up to n");
+    if (sk->n > 0 && !(sk->min <= sk->max)) FAIL("min is not <= max");
+    if (sk->n == 0 && (sk->min == sk->min || sk->max == sk->max)) FAIL("an empty sketch has a min or max");
+    *message = NULL;
+    return 0;
+#undef FAIL
+}

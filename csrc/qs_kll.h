@@ -1,0 +1,97 @@
+/*
+ * qs_kll.h -- the KLL quantile sketch over float64 items: public C API.
+ *
+ * Guarantee (Karnin, Lang, Liberty 2016).  For a stream of n items, the
+ * normalized rank of an item x is the fraction of the stream <= x (inclusive)
+ * or < x (exclusive).  A sketch with parameter k estimates every normalized
+ * rank r with |estimate - r| <= eps(k) with probability about 99% per query,
+ * where eps(k) ~ 2.3 / k^0.97 (the empirical constants of Apache DataSketches,
+ * qs_kll_normalized_rank_error()).  While nothing has been compacted
+ * (qs_kll_is_estimation_mode() == 0) every answer is exact.
+ *
+ * Layout (the lazy compaction of Apache DataSketches): one buffer of
+ * `capacity` doubles; level h occupies items[levels[h] .. levels[h+1]),
+ * level 0 grows downward from levels[1] into the free space [0, levels[0]).
+ * Level 0 is unsorted (until it is compacted), higher levels are sorted, and
+ * an item at level h stands for 2^h stream items.  Level h may hold about
+ * max(m, k * (2/3)^(H-1-h)) items before it must be compacted, H being the
+ * number of levels.
+ *
+ * Thread safety: none inside; the Python wrapper serializes access to one
+ * sketch with a lock.  Distinct sketches are independent.
+ *
+ * Must match the declarations in src/qsketch/_core.pxd.
+ */
+#ifndef QS_KLL_H
+#define QS_KLL_H
+
+#include "qs_common.h"
+
+#define QS_KLL_MIN_K 8
+#define QS_KLL_MAX_K 65535
+#define QS_KLL_DEFAULT_K 200
+#define QS_KLL_M 8            /* smallest level capacity */
+#define QS_KLL_MAX_LEVELS 64  /* n < 2^64 never needs more */
+
+typedef struct qs_kll qs_kll;
+
+/* Construction.  k in [QS_KLL_MIN_K, QS_KLL_MAX_K]; NULL on failure (*status). */
+qs_kll *qs_kll_new(uint32_t k, uint64_t seed, qs_status *status);
+qs_kll *qs_kll_copy(const qs_kll *sk, qs_status *status);
+void qs_kll_free(qs_kll *sk);
+
+/* Updates.  NaN items are ignored and counted in nan_count, unless nan_raise
+ * is set: then a batch holding a NaN is rejected whole with QS_ENAN and the
+ * sketch is left unchanged.  +-inf are ordinary items. */
+qs_status qs_kll_update(qs_kll *sk, double x, int nan_raise);
+qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_raise);
+/* Each weights[i] >= 1 counts x[i] that many times.  Exact: an item of weight
+ * w enters the levels named by the set bits of w. */
+qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *weights,
+                                 size_t len, int nan_raise);
+
+/* dst absorbs src (src unchanged).  If src->k < dst->k, dst takes the smaller
+ * k.  On failure dst is unchanged. */
+qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src);
+
+/* Accessors. */
+uint32_t qs_kll_k(const qs_kll *sk);
+uint64_t qs_kll_n(const qs_kll *sk);
+uint64_t qs_kll_nan_count(const qs_kll *sk);
+double qs_kll_min(const qs_kll *sk);          /* NaN when empty */
+double qs_kll_max(const qs_kll *sk);          /* NaN when empty */
+uint32_t qs_kll_num_retained(const qs_kll *sk);
+uint32_t qs_kll_num_levels(const qs_kll *sk);
+int qs_kll_is_estimation_mode(const qs_kll *sk);
+uint8_t qs_kll_user_flags(const qs_kll *sk);  /* opaque byte kept for the binding */
+void qs_kll_set_user_flags(qs_kll *sk, uint8_t flags);
+double qs_kll_normalized_rank_error(uint32_t k, int pmf);
+
+/* Queries.  They build (and cache until the next update) the sorted view of
+ * the retained items, hence the non-const sketch.  On an empty sketch every
+ * answer is NaN.  Query values must not be NaN (the binding checks). */
+qs_status qs_kll_rank(qs_kll *sk, const double *q, size_t len, int inclusive, double *out);
+/* p in [0, 1]; quantile(0) is the minimum and quantile(1) the maximum seen. */
+qs_status qs_kll_quantile(qs_kll *sk, const double *p, size_t len, int inclusive, double *out);
+/* The sorted view: retained items ascending with their weights (2^level).
+ * *items and *weights point into the sketch's cache, valid until the next
+ * update or merge. */
+qs_status qs_kll_sorted_view(qs_kll *sk, const double **items, const uint64_t **cum_weights,
+                             uint32_t *size);
+/* Retained items of one level, in storage order (for tests and serde). */
+qs_status qs_kll_level(const qs_kll *sk, uint32_t level, const double **items, uint32_t *size);
+
+/* Serialization (qs_serde.c).  The format is described there. */
+size_t qs_kll_serialized_size(const qs_kll *sk);
+qs_status qs_kll_serialize(const qs_kll *sk, uint8_t *buf, size_t cap, size_t *written);
+/* On failure returns NULL, sets *status and points *message at a static
+ * English sentence naming the problem. */
+qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status,
+                           const char **message);
+
+/* Internal consistency check (levels ordered, higher levels sorted, weights
+ * summing to n, items within [min, max]); 0 when consistent.  Used by tests
+ * and by the decoder. */
+int qs_kll_check_invariants(const qs_kll *sk, const char **message);
+
+#endif /* QS_KLL_H */

@@ -1,0 +1,180 @@
+/*
+ * qs_serde.c -- the qsketch binary format for KLL sketches.
+ *
+ * Format version 1, all integers and doubles little-endian:
+ *
+ *   offset  size  field
+ *        0     3  magic "QSK"
+ *        3     1  format version (1)
+ *        4     1  sketch type (1 = KLL over float64)
+ *        5     1  flags: bit 0 level 0 sorted, bit 1 estimation mode
+ *        6     2  k
+ *        8     1  m (smallest level capacity)
+ *        9     1  number of levels L, 1..64
+ *       10     1  binding flags (opaque to the core: nan policy, ...)
+ *       11     1  reserved, 0
+ *       12     4  number of retained items R
+ *       16     8  n, total weight of the non-NaN items
+ *       24     8  nan_count
+ *       32     8  min (NaN when n == 0)
+ *       40     8  max (NaN when n == 0)
+ *       48     8  PRNG state, so a decoded sketch continues the same random stream
+ *       56   4*L  size of each level, level 0 first
+ *    56+4L   8*R  retained items, level 0 first, each level in storage order
+ *  56+4L+8R    4  CRC-32 (zlib's) of every byte before it
+ *
+ * The decoder checks the length before every read, then the checksum, then
+ * every field and the sketch's invariants (sorted levels, weights adding up
+ * to n, items within [min, max]) before it hands out a sketch: a corrupt
+ * input gives an error with a reason, never a crash or a wrong sketch.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qs_crc32.h"
+#include "qs_kll_internal.h"
+
+#define QS_FORMAT_VERSION 1
+#define QS_TYPE_KLL_F64 1
+#define QS_HEADER_BYTES 56u
+#define QS_FLAG_LEVEL0_SORTED 1u
+#define QS_FLAG_ESTIMATION 2u
+
+static void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_f64(uint8_t *p, double x)
+{
+    uint64_t v;
+    memcpy(&v, &x, 8);
+    put_u64(p, v);
+}
+static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+static double get_f64(const uint8_t *p)
+{
+    uint64_t v = get_u64(p);
+    double x;
+    memcpy(&x, &v, 8);
+    return x;
+}
+
+size_t qs_kll_serialized_size(const qs_kll *sk)
+{
+    return QS_HEADER_BYTES + 4u * (size_t)sk->num_levels + 8u * (size_t)qs_kll_num_retained(sk) + 4u;
+}
+
+qs_status qs_kll_serialize(const qs_kll *sk, uint8_t *buf, size_t cap, size_t *written)
+{
+    const size_t size = qs_kll_serialized_size(sk);
+    if (cap < size) return QS_EINVAL;
+    memcpy(buf, "QSK", 3);
+    buf[3] = QS_FORMAT_VERSION;
+    buf[4] = QS_TYPE_KLL_F64;
+    buf[5] = (uint8_t)((sk->level0_sorted ? QS_FLAG_LEVEL0_SORTED : 0u) |
+                       (sk->compacted ? QS_FLAG_ESTIMATION : 0u));
+    put_u16(buf + 6, (uint16_t)sk->k);
+    buf[8] = (uint8_t)sk->m;
+    buf[9] = (uint8_t)sk->num_levels;
+    buf[10] = sk->user_flags;
+    buf[11] = 0;
+    put_u32(buf + 12, qs_kll_num_retained(sk));
+    put_u64(buf + 16, sk->n);
+    put_u64(buf + 24, sk->nan_count);
+    put_f64(buf + 32, sk->min);
+    put_f64(buf + 40, sk->max);
+    put_u64(buf + 48, sk->rng);
+    uint8_t *p = buf + QS_HEADER_BYTES;
+    for (uint32_t h = 0; h < sk->num_levels; h++, p += 4)
+        put_u32(p, sk->levels[h + 1] - sk->levels[h]);
+    for (uint32_t i = sk->levels[0]; i < sk->levels[sk->num_levels]; i++, p += 8)
+        put_f64(p, sk->items[i]);
+    put_u32(p, qs_crc32(buf, size - 4));
+    *written = size;
+    return QS_OK;
+}
+
+qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, const char **message)
+{
+#define FAIL(st, msg) do { *status = (st); *message = (msg); return NULL; } while (0)
+    if (len < 4) FAIL(QS_EFORMAT, "too short to be a qsketch sketch (fewer than 4 bytes)");
+    if (memcmp(buf, "QSK", 3) != 0) FAIL(QS_EFORMAT, "not a qsketch sketch (bad magic bytes)");
+    if (buf[3] == 0 || buf[3] > QS_FORMAT_VERSION)
+        FAIL(QS_EVERSION, "unknown format version (written by a newer qsketch?)");
+    if (len < QS_HEADER_BYTES + 4u) FAIL(QS_EFORMAT, "truncated: shorter than the header");
+    const uint32_t num_levels = buf[9];
+    const uint32_t retained = get_u32(buf + 12);
+    if (num_levels < 1 || num_levels > QS_KLL_MAX_LEVELS)
+        FAIL(QS_EFORMAT, "corrupt: level count out of range");
+    const uint64_t expected = (uint64_t)QS_HEADER_BYTES + 4u * (uint64_t)num_levels +
+                              8u * (uint64_t)retained + 4u;
+    if (len < expected) FAIL(QS_EFORMAT, "truncated: fewer bytes than the header announces");
+    if (len > expected) FAIL(QS_EFORMAT, "trailing bytes after the sketch");
+    if (qs_crc32(buf, len - 4) != get_u32(buf + len - 4))
+        FAIL(QS_ECHECKSUM, "checksum mismatch: the bytes are corrupt");
+    if (buf[4] != QS_TYPE_KLL_F64) FAIL(QS_EFORMAT, "unknown sketch type");
+    if (buf[5] & ~(QS_FLAG_LEVEL0_SORTED | QS_FLAG_ESTIMATION)) FAIL(QS_EFORMAT, "unknown flags set");
+    const uint32_t k = get_u16(buf + 6);
+    if (k < QS_KLL_MIN_K || k > QS_KLL_MAX_K) FAIL(QS_EFORMAT, "corrupt: k out of range");
+    if (buf[8] != QS_KLL_M) FAIL(QS_EFORMAT, "corrupt: unsupported m");
+    if (buf[11] != 0) FAIL(QS_EFORMAT, "corrupt: reserved byte is not zero");
+
+    uint64_t sum = 0;
+    for (uint32_t h = 0; h < num_levels; h++) sum += get_u32(buf + QS_HEADER_BYTES + 4u * h);
+    if (sum != retained) FAIL(QS_EFORMAT, "corrupt: level sizes do not add up to the item count");
+
+    qs_status st;
+    qs_kll *sk = qs_kll_alloc_empty(k, get_u64(buf + 48), &st);
+    if (!sk) FAIL(st, "out of memory");
+    const uint32_t total = qs_kll_total_capacity(k, QS_KLL_M, num_levels);
+    const uint32_t cap = total > retained ? total : retained;
+    sk->items = malloc((size_t)(cap ? cap : 1) * sizeof(double));
+    if (!sk->items) {
+        qs_kll_free(sk);
+        FAIL(QS_ENOMEM, "out of memory");
+    }
+    sk->num_levels = num_levels;
+    sk->level0_sorted = (buf[5] & QS_FLAG_LEVEL0_SORTED) != 0;
+    sk->compacted = (buf[5] & QS_FLAG_ESTIMATION) != 0;
+    sk->user_flags = buf[10];
+    sk->n = get_u64(buf + 16);
+    sk->nan_count = get_u64(buf + 24);
+    sk->min = get_f64(buf + 32);
+    sk->max = get_f64(buf + 40);
+    uint32_t offset = cap - retained;
+    for (uint32_t h = 0; h < num_levels; h++) {
+        sk->levels[h] = offset;
+        offset += get_u32(buf + QS_HEADER_BYTES + 4u * h);
+    }
+    sk->levels[num_levels] = offset;
+    const uint8_t *p = buf + QS_HEADER_BYTES + 4u * num_levels;
+    for (uint32_t i = 0; i < retained; i++, p += 8) sk->items[cap - retained + i] = get_f64(p);
+
+    const char *why;
+    if (qs_kll_check_invariants(sk, &why)) {
+        qs_kll_free(sk);
+        FAIL(QS_EFORMAT, why);
+    }
+    *status = QS_OK;
+    *message = NULL;
+    return sk;
+#undef FAIL
+}
