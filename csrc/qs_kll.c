@@ -5,19 +5,22 @@
  * The compaction logic follows Apache DataSketches' kll_sketch (lazy
  * compaction, one buffer with level offsets); see qs_kll.h for the layout.
  *
- * Bulk path (qs_kll_update_batch).  Once the sketch has compacted at least
- * once and holds n >= 8 * QS_CHUNK_MIN items, a batch is cut into chunks of c
- * items (c a power of two, at most n/8 and at most QS_CHUNK_MAX).  A chunk is
- * radix-sorted once, then halved j times with a fresh random offset each time,
- * until it fits the capacity of level j, and merged into level j.  Each
- * halving is an ordinary KLL compaction of a sorted buffer at level i < j:
- * it moves any rank by at most 2^i, with mean zero.  Per chunk this adds a
- * variance of at most sum_{i<j} 4^i < 4^j / 3 rank units, and 2^j <= 2c/k',
- * k' the capacity of level j, so over n/c chunks the added variance is
- * O(n c / k'^2), against Theta(n^2 / k^2) for the compactions at the top of
- * the sketch: with c <= n/8 it is a small fraction of KLL's own error.  What
- * it buys is one sort per chunk instead of one per small level-0 batch, and
- * no per-item bookkeeping (see docs/performance.md for the measurements).
+ * Bulk path (qs_kll_update_batch).  Halving a sorted buffer j times, each
+ * time keeping the odd or the even positions by a fair coin, keeps exactly the
+ * items at positions r, r + 2^j, r + 2*2^j, ... with r uniform in [0, 2^j)
+ * (r's binary digits are the coins).  So once the sketch is in estimation
+ * mode, a batch is cut into chunks of c items (c a power of two) and from each
+ * chunk the S = c / 2^j order statistics at those positions are selected
+ * (O(c log S) work, no full sort) and merged into level j, each with weight
+ * 2^j.  This is the same distribution as feeding the chunk to a level-0
+ * buffer of size c and compacting it j times, so the usual KLL analysis
+ * applies: the chunk moves any rank by less than 2^j, with mean zero.  Over
+ * n/c chunks that adds a variance of about (n/c) 4^j / 6 = n c / (6 S^2)
+ * rank units; standard lazy KLL compacts its low levels far more often (with
+ * buffers of m = 8 items), so its own error at those levels is larger.  To
+ * keep the chunk well below the levels that dominate the error, c is at most
+ * n S / (16 k), which puts level j four levels or more under the top.
+ * S grows with k (k/4 rounded up to a power of two, within [32, 4096]).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -28,7 +31,8 @@
 #include "qs_sort.h"
 
 #define QS_CHUNK_MIN 1024u
-#define QS_CHUNK_MAX 32768u /* 2 x 256 KiB of keys: fits the L2 of small cores */
+#define QS_CHUNK_MAX 65536u /* 512 KiB: the chunk stays in L2 while it is partitioned */
+#define QS_SURVIVORS_MAX 4096u
 #define QS_WEIGHTED_BLOCK 2048u
 
 /* ---- capacities ----------------------------------------------------------- */
@@ -508,33 +512,69 @@ static int contains_nan(const double *x, size_t len)
     return any;
 }
 
-/* The bulk chunk size for the sketch as it is now, 0 while it must go item by item. */
-static uint32_t bulk_chunk_size(const qs_kll *sk)
+/* Items kept from one chunk: k/4 rounded up to a power of two, within [32, 4096]. */
+static uint32_t bulk_survivors(uint32_t k)
 {
-    if (!sk->compacted || sk->n < 8u * (uint64_t)QS_CHUNK_MIN) return 0;
+    uint32_t s = 32;
+    while (s < QS_SURVIVORS_MAX && s * 4u < k) s <<= 1;
+    return s;
+}
+
+/* The bulk chunk size for the sketch as it is now and `remaining` items to
+ * come, or 0 while it must go item by item (see the top of this file). */
+static uint32_t bulk_chunk_size(const qs_kll *sk, size_t remaining)
+{
+    if (!sk->compacted) return 0;
+    const uint32_t S = bulk_survivors(sk->k);
+    const double limit = (double)sk->n * S / (16.0 * sk->k);
     uint32_t c = QS_CHUNK_MIN;
-    while (c < QS_CHUNK_MAX && (uint64_t)c * 16u <= sk->n) c <<= 1;
+    if (c < 4 * S) c = 4 * S;
+    if ((double)c > limit || c > remaining) return 0;
+    while (c < QS_CHUNK_MAX && (double)(2 * c) <= limit && 2 * (size_t)c <= remaining) c <<= 1;
     return c;
 }
 
-/* Sort, halve and merge one chunk of keys (see the top of this file). */
-static qs_status ingest_chunk(qs_kll *sk, uint64_t *keys, uint64_t *spare, uint32_t c)
+/* Select the surviving order statistics of one chunk and merge them in. */
+typedef struct {
+    double *chunk;   /* QS_CHUNK_MAX items */
+    double *work;    /* QS_CHUNK_MAX items + 1 dump slot */
+    uint8_t *ids;    /* QS_CHUNK_MAX bucket ids */
+    double *out;     /* QS_SURVIVORS_MAX */
+    size_t *targets; /* QS_SURVIVORS_MAX */
+    size_t *rel;     /* QS_SURVIVORS_MAX */
+} bulk_scratch;
+
+static void bulk_scratch_free(bulk_scratch *b)
 {
-    uint64_t *sorted = qs_radix_sort_keys(keys, spare, c);
-    void *other = (sorted == keys) ? (void *)spare : (void *)keys;
-    uint32_t size = c, level = 0;
+    free(b->chunk);
+    free(b->work);
+    free(b->ids);
+    free(b->out);
+    free(b->targets);
+    free(b->rel);
+}
+
+static int bulk_scratch_alloc(bulk_scratch *b)
+{
+    b->chunk = malloc((size_t)QS_CHUNK_MAX * sizeof(double));
+    b->work = malloc(((size_t)QS_CHUNK_MAX + 1) * sizeof(double));
+    b->ids = malloc((size_t)QS_CHUNK_MAX);
+    b->out = malloc((size_t)QS_SURVIVORS_MAX * sizeof(double));
+    b->targets = malloc((size_t)QS_SURVIVORS_MAX * sizeof(size_t));
+    b->rel = malloc((size_t)QS_SURVIVORS_MAX * sizeof(size_t));
+    return b->chunk && b->work && b->ids && b->out && b->targets && b->rel;
+}
+
+static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b)
+{
+    const uint32_t S = bulk_survivors(sk->k);
+    const uint32_t step = c / S;
+    uint32_t level = 0;
+    while ((1u << level) < step) level++;
     uint64_t rng = sk->rng;
-    while (level + 1 < sk->num_levels &&
-           size > qs_kll_level_capacity(sk->k, sk->m, sk->num_levels, level)) {
-        const unsigned offset = qs_rng_bit(&rng);
-        const uint32_t half = size / 2;
-        for (uint32_t i = 0; i < half; i++) sorted[i] = sorted[2 * i + offset];
-        size = half;
-        level++;
-    }
-    /* The spare buffer is malloc'd storage, so storing doubles into it is fine. */
-    double *out = other;
-    for (uint32_t i = 0; i < size; i++) out[i] = qs_key_to_double(sorted[i]);
+    const size_t r = (size_t)(qs_rng_next(&rng) & (step - 1));
+    for (uint32_t i = 0; i < S; i++) b->targets[i] = r + (size_t)i * step;
+    qs_select_many(b->chunk, c, b->targets, S, b->out, b->work, b->ids, b->rel);
 
     const double *levels[QS_KLL_MAX_LEVELS];
     uint32_t sizes[QS_KLL_MAX_LEVELS];
@@ -542,8 +582,8 @@ static qs_status ingest_chunk(qs_kll *sk, uint64_t *keys, uint64_t *spare, uint3
         levels[h] = NULL;
         sizes[h] = 0;
     }
-    levels[level] = out;
-    sizes[level] = size;
+    levels[level] = b->out;
+    sizes[level] = S;
     const uint64_t saved = sk->rng;
     sk->rng = rng;
     qs_status st = merge_levels(sk, levels, sizes, level + 1, sk->k);
@@ -551,7 +591,7 @@ static qs_status ingest_chunk(qs_kll *sk, uint64_t *keys, uint64_t *spare, uint3
         sk->rng = saved;
         return st;
     }
-    if (level > 0) sk->compacted = 1;
+    sk->compacted = 1;
     return QS_OK;
 }
 
@@ -561,20 +601,20 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
     if ((uint64_t)len > UINT64_MAX - sk->n || (uint64_t)len > UINT64_MAX - sk->nan_count)
         return QS_EOVERFLOW;
     sk->view_valid = 0;
-    uint64_t *scratch = NULL;
+    bulk_scratch scratch = {NULL, NULL, NULL, NULL, NULL, NULL};
+    double *chunk = NULL;
     qs_status st = QS_OK;
     size_t i = 0;
     while (i < len) {
-        const uint32_t c = bulk_chunk_size(sk);
-        if (c && len - i >= c) {
-            if (!scratch) {
-                scratch = malloc(2u * QS_CHUNK_MAX * sizeof(uint64_t));
-                if (!scratch) {
+        const uint32_t c = bulk_chunk_size(sk, len - i);
+        if (c) {
+            if (!chunk) {
+                if (!bulk_scratch_alloc(&scratch)) {
                     st = QS_ENOMEM;
                     break;
                 }
+                chunk = scratch.chunk;
             }
-            uint64_t *keys = scratch;
             uint32_t got = 0;
             uint64_t nans = 0;
             size_t j = i;
@@ -587,7 +627,7 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
                 }
                 lo = v < lo ? v : lo;
                 hi = v > hi ? v : hi;
-                keys[got++] = qs_double_to_key(v);
+                chunk[got++] = v;
             }
             if (got < c) { /* NaNs left too few items for a chunk: go item by item */
                 for (; i < len; i++) {
@@ -596,15 +636,15 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
                 }
                 break;
             }
-            st = ingest_chunk(sk, keys, scratch + QS_CHUNK_MAX, c);
+            st = ingest_chunk(sk, c, &scratch);
             if (st != QS_OK) break;
             note_range(sk, lo, hi);
             sk->n += c;
             sk->nan_count += nans;
             i = j;
         } else {
-            /* item by item until the bulk path becomes possible or the batch ends */
-            const size_t stop = (c == 0 && len - i > QS_CHUNK_MIN) ? i + QS_CHUNK_MIN : len;
+            /* item by item, re-checking for the bulk path every QS_CHUNK_MIN items */
+            const size_t stop = len - i > QS_CHUNK_MIN ? i + QS_CHUNK_MIN : len;
             for (; i < stop; i++) {
                 const double v = x[i];
                 if (QS_UNLIKELY(v != v)) {
@@ -619,7 +659,7 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
             if (st != QS_OK) break;
         }
     }
-    free(scratch);
+    bulk_scratch_free(&scratch);
     sk->view_valid = 0;
     return st;
 }

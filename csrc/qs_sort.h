@@ -8,15 +8,13 @@
  *    0 of the per-item path.  No allocation, O(n log n) worst case, so an
  *    adversarial order can never make a compaction quadratic.
  *
- *  - qs_radix_sort_keys: LSD radix sort on order-preserving 64-bit keys, for
- *    the bulk path, where chunks of up to QS_CHUNK_MAX items are sorted at
- *    once.  Passes in which every key has the same byte are skipped, so
- *    data of one sign and magnitude, or of low precision (integers stored as
- *    floats), sorts in fewer than eight passes.
+ *  - qs_multiselect: places the order statistics at a sorted list of target
+ *    positions, without sorting the rest (the bulk path needs S evenly spaced
+ *    order statistics of a chunk: O(c log S) work instead of O(c log c)).
+ *    Partitions are branchless Lomuto passes around a median-of-three pivot;
+ *    past a depth limit a range is sorted instead, so hostile orders cost
+ *    O(c log c) at worst.
  *
- * Keys: for IEEE-754 doubles, flipping the sign bit of non-negative values
- * and all bits of negative values maps the order of doubles onto the order of
- * unsigned integers (-0.0 sorts just before +0.0, which compare equal anyway).
  * NaN never reaches these kernels.
  */
 #ifndef QS_SORT_H
@@ -24,21 +22,6 @@
 
 #include <string.h>
 #include "qs_common.h"
-
-QS_INLINE uint64_t qs_double_to_key(double x)
-{
-    uint64_t u;
-    memcpy(&u, &x, sizeof u);
-    return u ^ ((uint64_t)(-(int64_t)(u >> 63)) | UINT64_C(0x8000000000000000));
-}
-
-QS_INLINE double qs_key_to_double(uint64_t k)
-{
-    uint64_t u = k ^ (((k >> 63) - 1) | UINT64_C(0x8000000000000000));
-    double x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
 
 /* ---- introsort on doubles ------------------------------------------------ */
 
@@ -119,45 +102,199 @@ static void qs_sort_doubles(double *a, size_t n)
     qs_introsort_rec(a, n, depth);
 }
 
-/* ---- LSD radix sort on keys ---------------------------------------------- */
+/* ---- multi-select --------------------------------------------------------- */
+
+/* Move the items < pivot (or <= pivot when or_equal) to the front of a[0..n);
+ * return how many there are.  Branchless: one swap per item, no mispredicts. */
+QS_INLINE size_t qs_partition(double *a, size_t n, double pivot, int or_equal)
+{
+    size_t p = 0;
+    if (or_equal) {
+        for (size_t i = 0; i < n; i++) {
+            const double v = a[i];
+            a[i] = a[p];
+            a[p] = v;
+            p += (v <= pivot);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const double v = a[i];
+            a[i] = a[p];
+            a[p] = v;
+            p += (v < pivot);
+        }
+    }
+    return p;
+}
+
+/* Targets t[0..nt) are sorted; target i is at a[t[i] - base]. */
+static void qs_multiselect_rec(double *a, size_t n, const size_t *t, size_t nt, size_t base,
+                               int depth)
+{
+    while (nt > 0) {
+        if (n <= 32 || depth-- == 0) {
+            qs_sort_doubles(a, n);
+            return;
+        }
+        const double x = a[0], y = a[n / 2], z = a[n - 1];
+        double pivot;
+        if (x < y) pivot = (y < z) ? y : (x < z ? z : x);
+        else pivot = (x < z) ? x : (y < z ? z : y);
+        /* [0, lo) < pivot <= [lo, n).  When nothing is smaller, the pivot is
+         * the minimum: split off the run equal to it instead, [0, hi). */
+        size_t lo = qs_partition(a, n, pivot, 0), hi = lo;
+        if (lo == 0) hi = qs_partition(a, n, pivot, 1);
+        size_t nl = 0; /* targets left of lo */
+        while (nl < nt && t[nl] - base < lo) nl++;
+        size_t nr = nl; /* targets inside [lo, hi) are already in place */
+        while (nr < nt && t[nr] - base < hi) nr++;
+        /* recurse on the side with fewer targets, loop on the other */
+        if (nl < nt - nr) {
+            qs_multiselect_rec(a, lo, t, nl, base, depth);
+            a += hi;
+            n -= hi;
+            t += nr;
+            nt -= nr;
+            base += hi;
+        } else {
+            qs_multiselect_rec(a + hi, n - hi, t + nr, nt - nr, base + hi, depth);
+            n = lo;
+            nt = nl;
+        }
+    }
+}
 
 /*
- * Sorts keys[0..n) using tmp[0..n) as scratch.  Returns the buffer that holds
- * the sorted keys (keys or tmp, depending on how many passes ran).
+ * After the call, a[t[i]] holds the order statistic of rank t[i] (0-based)
+ * for every i; the other items are permuted.  t must be strictly increasing
+ * and every t[i] < n.
  */
-static uint64_t *qs_radix_sort_keys(uint64_t *keys, uint64_t *tmp, size_t n)
+static void qs_multiselect(double *a, size_t n, const size_t *t, size_t nt)
 {
-    uint32_t hist[8][256];
-    memset(hist, 0, sizeof hist);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t k = keys[i];
-        hist[0][k & 0xff]++;
-        hist[1][(k >> 8) & 0xff]++;
-        hist[2][(k >> 16) & 0xff]++;
-        hist[3][(k >> 24) & 0xff]++;
-        hist[4][(k >> 32) & 0xff]++;
-        hist[5][(k >> 40) & 0xff]++;
-        hist[6][(k >> 48) & 0xff]++;
-        hist[7][k >> 56]++;
+    int depth = 0;
+    for (size_t m = n; m > 1; m >>= 1) depth += 2;
+    qs_multiselect_rec(a, n, t, nt, 0, depth);
+}
+
+/* ---- many order statistics of a large chunk --------------------------------- */
+
+#define QS_SELECT_BUCKETS 256
+#define QS_SELECT_SAMPLE 1024
+#define QS_SELECT_MIN_N 16384
+
+static void qs_eytzinger_fill(const double *sorted, double *tree, size_t *next, size_t node,
+                              size_t size)
+{
+    if (node >= size) return;
+    qs_eytzinger_fill(sorted, tree, next, 2 * node, size);
+    tree[node] = sorted[(*next)++];
+    qs_eytzinger_fill(sorted, tree, next, 2 * node + 1, size);
+}
+
+/*
+ * out[i] = the order statistic of rank t[i] of a[0..n), for t strictly
+ * increasing.  a is permuted.  For large n this is one classification pass
+ * (super-scalar sample sort, Sanders & Winkel 2004: 255 splitters from a
+ * sample, a branchless descent of their implicit search tree, four items at a
+ * time), then only the buckets that hold a target are gathered and searched
+ * with qs_multiselect.  Scratch: work[n] doubles, ids[n] bytes, rel[nt].
+ * Duplicates and skewed data only make some buckets larger; qs_multiselect's
+ * depth limit bounds the worst case.
+ */
+static void qs_select_many(double *a, size_t n, const size_t *t, size_t nt, double *out,
+                           double *work, uint8_t *ids, size_t *rel)
+{
+    if (n < QS_SELECT_MIN_N) {
+        qs_multiselect(a, n, t, nt);
+        for (size_t i = 0; i < nt; i++) out[i] = a[t[i]];
+        return;
     }
-    uint64_t *src = keys, *dst = tmp;
-    for (int pass = 0; pass < 8 && n > 0; pass++) {
-        const unsigned shift = 8u * (unsigned)pass;
-        uint32_t *h = hist[pass];
-        if (h[(src[0] >> shift) & 0xff] == n) continue; /* one digit: nothing to do */
-        uint32_t sum = 0;
-        for (int b = 0; b < 256; b++) {
-            uint32_t c = h[b];
-            h[b] = sum;
-            sum += c;
+    double sample[QS_SELECT_SAMPLE];
+    const size_t stride = n / QS_SELECT_SAMPLE;
+    for (size_t i = 0; i < QS_SELECT_SAMPLE; i++) sample[i] = a[i * stride + stride / 2];
+    qs_sort_doubles(sample, QS_SELECT_SAMPLE);
+    double splitters[QS_SELECT_BUCKETS - 1], tree[QS_SELECT_BUCKETS];
+    for (size_t i = 0; i < QS_SELECT_BUCKETS - 1; i++)
+        splitters[i] = sample[(i + 1) * (QS_SELECT_SAMPLE / QS_SELECT_BUCKETS) - 1];
+    size_t next = 0;
+    tree[0] = 0.0;
+    qs_eytzinger_fill(splitters, tree, &next, 1, QS_SELECT_BUCKETS);
+
+    /* classify: bucket b holds splitters[b-1] < x <= splitters[b] */
+    uint32_t count[QS_SELECT_BUCKETS];
+    memset(count, 0, sizeof count);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        size_t j0 = 1, j1 = 1, j2 = 1, j3 = 1;
+        const double x0 = a[i], x1 = a[i + 1], x2 = a[i + 2], x3 = a[i + 3];
+        for (int d = 0; d < 8; d++) {
+            j0 = 2 * j0 + (x0 > tree[j0]);
+            j1 = 2 * j1 + (x1 > tree[j1]);
+            j2 = 2 * j2 + (x2 > tree[j2]);
+            j3 = 2 * j3 + (x3 > tree[j3]);
         }
-        for (size_t i = 0; i < n; i++) {
-            uint64_t k = src[i];
-            dst[h[(k >> shift) & 0xff]++] = k;
-        }
-        uint64_t *t = src; src = dst; dst = t;
+        ids[i] = (uint8_t)(j0 - QS_SELECT_BUCKETS);
+        ids[i + 1] = (uint8_t)(j1 - QS_SELECT_BUCKETS);
+        ids[i + 2] = (uint8_t)(j2 - QS_SELECT_BUCKETS);
+        ids[i + 3] = (uint8_t)(j3 - QS_SELECT_BUCKETS);
+        count[j0 - QS_SELECT_BUCKETS]++;
+        count[j1 - QS_SELECT_BUCKETS]++;
+        count[j2 - QS_SELECT_BUCKETS]++;
+        count[j3 - QS_SELECT_BUCKETS]++;
     }
-    return src;
+    for (; i < n; i++) {
+        const double x0 = a[i];
+        uint32_t j = 1;
+        while (j < QS_SELECT_BUCKETS) j = 2 * j + (x0 > tree[j]);
+        ids[i] = (uint8_t)(j - QS_SELECT_BUCKETS);
+        count[j - QS_SELECT_BUCKETS]++;
+    }
+
+    /* lay out only the buckets that hold a target; the others write to a
+     * dump slot that never advances */
+    size_t start[QS_SELECT_BUCKETS], pos[QS_SELECT_BUCKETS], inc[QS_SELECT_BUCKETS];
+    size_t first_rank[QS_SELECT_BUCKETS];
+    uint8_t marked[QS_SELECT_BUCKETS];
+    memset(marked, 0, sizeof marked);
+    size_t rank = 0, ti = 0;
+    for (size_t b = 0; b < QS_SELECT_BUCKETS; b++) {
+        first_rank[b] = rank;
+        rank += count[b];
+        while (ti < nt && t[ti] < rank) {
+            marked[b] = 1;
+            ti++;
+        }
+    }
+    size_t used = 0;
+    for (size_t b = 0; b < QS_SELECT_BUCKETS; b++) {
+        start[b] = used;
+        if (marked[b]) used += count[b];
+    }
+    for (size_t b = 0; b < QS_SELECT_BUCKETS; b++) {
+        pos[b] = marked[b] ? start[b] : used;
+        inc[b] = marked[b];
+    }
+    for (i = 0; i < n; i++) {
+        const uint8_t b = ids[i];
+        work[pos[b]] = a[i];
+        pos[b] += inc[b];
+    }
+
+    /* exact selection inside each marked bucket */
+    ti = 0;
+    for (size_t b = 0; b < QS_SELECT_BUCKETS && ti < nt; b++) {
+        if (!marked[b]) continue;
+        size_t m = 0;
+        const size_t lim = first_rank[b] + count[b];
+        while (ti + m < nt && t[ti + m] < lim) {
+            rel[m] = t[ti + m] - first_rank[b];
+            m++;
+        }
+        double *bucket = work + start[b];
+        qs_multiselect(bucket, count[b], rel, m);
+        for (size_t q = 0; q < m; q++) out[ti + q] = bucket[rel[q]];
+        ti += m;
+    }
 }
 
 #endif /* QS_SORT_H */
