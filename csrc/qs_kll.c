@@ -74,6 +74,19 @@ uint32_t qs_kll_total_capacity(uint32_t k, uint32_t m, uint32_t num_levels)
     return total;
 }
 
+void qs_kll_set_k(qs_kll *sk, uint32_t k)
+{
+    sk->k = k;
+    for (uint32_t d = 0; d <= QS_KLL_MAX_LEVELS; d++)
+        sk->cap_by_depth[d] = qs_kll_level_capacity(k, sk->m, d + 1, 0);
+}
+
+/* Capacity of level h of the sketch as it is now. */
+QS_INLINE uint32_t level_cap(const qs_kll *sk, uint32_t num_levels, uint32_t h)
+{
+    return sk->cap_by_depth[num_levels - h - 1];
+}
+
 /* ---- lifetime ------------------------------------------------------------- */
 
 qs_kll *qs_kll_alloc_empty(uint32_t k, uint64_t seed, qs_status *status)
@@ -83,8 +96,8 @@ qs_kll *qs_kll_alloc_empty(uint32_t k, uint64_t seed, qs_status *status)
         *status = QS_ENOMEM;
         return NULL;
     }
-    sk->k = k;
     sk->m = QS_KLL_M;
+    qs_kll_set_k(sk, k);
     sk->num_levels = 1;
     sk->min = sk->max = NAN;
     sk->rng = seed;
@@ -230,7 +243,7 @@ static uint32_t find_level_to_compact(const qs_kll *sk)
 {
     for (uint32_t h = 0; h < sk->num_levels; h++) {
         const uint32_t pop = sk->levels[h + 1] - sk->levels[h];
-        if (pop >= qs_kll_level_capacity(sk->k, sk->m, sk->num_levels, h)) return h;
+        if (pop >= level_cap(sk, sk->num_levels, h)) return h;
     }
     /* A full buffer whose capacity is at least the total capacity always has
      * a level at capacity (pigeonhole), so this is unreachable. */
@@ -241,7 +254,7 @@ static qs_status add_empty_top_level(qs_kll *sk)
 {
     if (sk->num_levels >= QS_KLL_MAX_LEVELS) return QS_EOVERFLOW;
     const uint32_t cur = sk->levels[sk->num_levels];
-    const uint32_t delta = qs_kll_level_capacity(sk->k, sk->m, sk->num_levels + 1, 0);
+    const uint32_t delta = level_cap(sk, sk->num_levels + 1, 0);
     double *buf = malloc((size_t)(cur + delta) * sizeof(double));
     if (!buf) return QS_ENOMEM;
     memcpy(buf + delta, sk->items, (size_t)cur * sizeof(double));
@@ -466,7 +479,7 @@ static qs_status merge_levels(qs_kll *sk, const double *const *other, const uint
     sk->items = items;
     sk->num_levels = r.num_levels;
     for (uint32_t h = 0; h <= r.num_levels; h++) sk->levels[h] = out_levels[h] + free_space;
-    sk->k = new_k;
+    if (new_k != sk->k) qs_kll_set_k(sk, new_k);
     sk->rng = rng;
     sk->compacted |= (uint8_t)r.compacted;
     sk->level0_sorted = (sk->levels[1] - sk->levels[0]) <= 1;

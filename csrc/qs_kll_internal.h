@@ -22,6 +22,8 @@ struct qs_kll {
     uint8_t level0_sorted;
     uint8_t compacted;   /* set by the first compaction: answers are estimates from then on */
     uint8_t user_flags;  /* opaque to the core, serialized for the binding */
+    /* max(m, round(k (2/3)^d)) by depth d = num_levels - 1 - level; depends on k only */
+    uint32_t cap_by_depth[QS_KLL_MAX_LEVELS + 1];
 
     /* Cache of the sorted view, rebuilt lazily after any change. */
     uint8_t view_valid;
@@ -34,5 +36,6 @@ struct qs_kll {
 uint32_t qs_kll_level_capacity(uint32_t k, uint32_t m, uint32_t num_levels, uint32_t height);
 uint32_t qs_kll_total_capacity(uint32_t k, uint32_t m, uint32_t num_levels);
 qs_kll *qs_kll_alloc_empty(uint32_t k, uint64_t seed, qs_status *status);
+void qs_kll_set_k(qs_kll *sk, uint32_t k);
 
 #endif /* QS_KLL_INTERNAL_H */

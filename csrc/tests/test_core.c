@@ -15,6 +15,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +88,6 @@ static int inv_ok(const qs_kll *sk, const char *file, int line, const char *what
 }
 #define INV_OK(sk, what, step) inv_ok((sk), __FILE__, __LINE__, (what), (uint64_t)(step))
 
-static void info(const char *fmt, ...);
-#include <stdarg.h>
 static void info(const char *fmt, ...)
 {
     va_list ap;
@@ -416,8 +415,8 @@ static void check_exact(qs_kll *sk, const exact_t *e, const char *label, rng_t *
         free(p);
         free(qo);
     } else if (e->len <= 100000) {
-        /* weighted: p = cw / n at each boundary (n < 2^40 keeps p * n within 2^-20 of cw) */
-        if (e->n < (UINT64_C(1) << 40)) {
+        /* weighted: p = cw / n at each boundary (n < 2^31 keeps p * n within 2^-21 of cw) */
+        if (e->n < (UINT64_C(1) << 31)) {
             double *p = xmalloc(e->len * sizeof(double));
             double *qo = xmalloc(e->len * sizeof(double));
             for (size_t i = 0; i < e->len; i++) p[i] = (double)e->cw[i] / n;
@@ -444,12 +443,19 @@ static void check_exact(qs_kll *sk, const exact_t *e, const char *label, rng_t *
             if (p[i] == 0.0) expect = e->v[0];
             else if (p[i] == 1.0) expect = e->v[e->len - 1];
             else {
+                /* inclusive: the first count >= ceil(pn); exclusive: the first count > pn --
+                 * the same item unless pn is (within rounding) an item boundary: skip those */
                 const double pn = p[i] * n;
-                const double tol = 1e-6 + n * 1e-12;
-                if (fabs(pn - nearbyint(pn)) <= tol) continue;
-                /* inclusive: count >= ceil(pn); exclusive: count > pn -- the same for non-integer pn */
+                const double tol = 1e-6 + n * 4e-16;
                 const uint64_t c = (uint64_t)ceil(pn);
-                (void)inc;
+                size_t j = 0, hi = e->len;
+                while (j < hi) {
+                    const size_t mid = j + (hi - j) / 2;
+                    if (e->cw[mid] < c) j = mid + 1;
+                    else hi = mid;
+                }
+                if (j < e->len && fabs(pn - (double)e->cw[j]) <= tol) continue;
+                if (j > 0 && fabs(pn - (double)e->cw[j - 1]) <= tol) continue;
                 expect = exact_item_at(e, c);
             }
             checked++;
@@ -598,13 +604,79 @@ static void fill_pattern(double *a, size_t n, int pat, rng_t *r)
     }
 }
 
-/* Check both kernels (and the key mapping) on one input.  Returns 1 if all fine. */
-static int check_sort_case(const double *in, size_t n, const char *desc)
+/* A total order on the bits of non-NaN doubles (-0.0 before +0.0), to check
+ * that a kernel only permutes its input. */
+static uint64_t tkey(double x)
+{
+    const uint64_t u = dbits(x);
+    return (u >> 63) ? ~u : (u | (UINT64_C(1) << 63));
+}
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+/* Order-independent fingerprint of the multiset of bit patterns. */
+static void multiset_hash(const double *a, size_t n, uint64_t h[2])
+{
+    h[0] = h[1] = 0;
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t m = mix64(tkey(a[i]));
+        h[0] += m;
+        h[1] ^= mix64(m + 0x1234567);
+    }
+}
+
+static int is_permutation_of(const double *a, const double *b, size_t n)
+{
+    uint64_t ha[2], hb[2];
+    multiset_hash(a, n, ha);
+    multiset_hash(b, n, hb);
+    return ha[0] == hb[0] && ha[1] == hb[1];
+}
+
+/* Target sets for the selection kernels (strictly increasing, all < n). */
+enum { NTARGETSETS = 6 };
+static size_t make_targets(size_t *t, size_t n, int set, rng_t *r)
+{
+    size_t nt = 0;
+    if (n == 0) return 0;
+    switch (set) {
+    case 0: /* every position: a full sort */
+        for (size_t i = 0; i < n; i++) t[nt++] = i;
+        break;
+    case 1: { /* the bulk path's pattern: r, r + step, r + 2 step, ... */
+        size_t step = (size_t)1 << rbelow(r, 8);
+        const size_t off = (size_t)rbelow(r, step);
+        for (size_t i = off; i < n; i += step) t[nt++] = i;
+        break;
+    }
+    case 2: /* a random subset */
+        for (size_t i = 0; i < n; i++)
+            if (rbelow(r, 20) == 0) t[nt++] = i;
+        break;
+    case 3: t[nt++] = (size_t)rbelow(r, n); break;
+    case 4: t[nt++] = 0; if (n > 1) t[nt++] = n - 1; break;
+    case 5: t[nt++] = n / 2; break; /* the median */
+    }
+    return nt;
+}
+
+/*
+ * qs_sort_doubles against qsort, and the selection kernels (qs_multiselect,
+ * qs_select_many) against the qsorted copy for several target sets.
+ * Scratch buffers get exactly the documented sizes, so ASan sees overruns.
+ * Returns 1 if all fine.
+ */
+static int check_sort_case(const double *in, size_t n, const char *desc, rng_t *r)
 {
     double *a = xmalloc(n * sizeof(double)), *ref = xmalloc(n * sizeof(double));
-    uint64_t *kin = xmalloc(n * sizeof(uint64_t)), *ka = xmalloc(n * sizeof(uint64_t));
-    uint64_t *tmp = xmalloc(n * sizeof(uint64_t));
-    size_t bad_order = 0, bad_multiset = 0, bad_radix = 0, bad_roundtrip = 0;
+    size_t *t = xmalloc(n * sizeof(size_t));
+    size_t bad_order = 0, bad_sel = 0, bad_many = 0;
+    int perm_sort = 1, perm_sel = 1, perm_many = 1;
     if (n) {
         memcpy(a, in, n * sizeof(double));
         memcpy(ref, in, n * sizeof(double));
@@ -612,65 +684,38 @@ static int check_sort_case(const double *in, size_t n, const char *desc)
     qs_sort_doubles(a, n);
     qsort(ref, n, sizeof(double), cmp_dbl);
     for (size_t i = 0; i < n; i++) bad_order += !(a[i] == ref[i]);
-    /* same multiset of bit patterns (a sort may only permute) */
-    for (size_t i = 0; i < n; i++) {
-        kin[i] = qs_double_to_key(in[i]);
-        ka[i] = qs_double_to_key(a[i]);
-    }
-    qsort(kin, n, sizeof(uint64_t), cmp_u64);
-    qsort(ka, n, sizeof(uint64_t), cmp_u64);
-    for (size_t i = 0; i < n; i++) bad_multiset += ka[i] != kin[i];
+    perm_sort = is_permutation_of(a, in, n);
 
-    /* radix sort of the keys: equal to the qsorted keys, and back to doubles */
-    for (size_t i = 0; i < n; i++) {
-        ka[i] = qs_double_to_key(in[i]);
-        bad_roundtrip += dbits(qs_key_to_double(ka[i])) != dbits(in[i]);
-    }
-    uint64_t *res = qs_radix_sort_keys(ka, tmp, n);
-    CHECK(res == ka || res == tmp);
-    for (size_t i = 0; i < n; i++) {
-        bad_radix += res[i] != kin[i];
-        bad_radix += !(qs_key_to_double(res[i]) == ref[i]);
+    for (int set = 0; set < NTARGETSETS; set++) {
+        const size_t nt = make_targets(t, n, set, r);
+        /* qs_multiselect: a[t[i]] is the order statistic t[i] */
+        if (n) memcpy(a, in, n * sizeof(double));
+        qs_multiselect(a, n, t, nt);
+        for (size_t i = 0; i < nt; i++) bad_sel += !(a[t[i]] == ref[t[i]]);
+        if (perm_sel) perm_sel = is_permutation_of(a, in, n);
+        /* qs_select_many: out[i] is the order statistic t[i] */
+        double *out = xmalloc(nt * sizeof(double)), *work = xmalloc(n * sizeof(double));
+        uint8_t *ids = xmalloc(n);
+        size_t *rel = xmalloc(nt * sizeof(size_t));
+        if (n) memcpy(a, in, n * sizeof(double));
+        qs_select_many(a, n, t, nt, out, work, ids, rel);
+        for (size_t i = 0; i < nt; i++) bad_many += !(out[i] == ref[t[i]]);
+        if (perm_many) perm_many = is_permutation_of(a, in, n);
+        free(out);
+        free(work);
+        free(ids);
+        free(rel);
     }
     CHECKF(bad_order == 0, "qs_sort_doubles %s n=%zu: %zu positions differ from qsort", desc, n, bad_order);
-    CHECKF(bad_multiset == 0, "qs_sort_doubles %s n=%zu: output is not a permutation of the input", desc, n);
-    CHECKF(bad_radix == 0, "qs_radix_sort_keys %s n=%zu: %zu mismatches", desc, n, bad_radix);
-    CHECKF(bad_roundtrip == 0, "key round trip %s n=%zu: %zu mismatches", desc, n, bad_roundtrip);
+    CHECKF(perm_sort, "qs_sort_doubles %s n=%zu: output is not a permutation of the input", desc, n);
+    CHECKF(bad_sel == 0, "qs_multiselect %s n=%zu: %zu wrong order statistics", desc, n, bad_sel);
+    CHECKF(perm_sel, "qs_multiselect %s n=%zu: output is not a permutation of the input", desc, n);
+    CHECKF(bad_many == 0, "qs_select_many %s n=%zu: %zu wrong order statistics", desc, n, bad_many);
+    CHECKF(perm_many, "qs_select_many %s n=%zu: the input is no longer a permutation of itself", desc, n);
     free(a);
     free(ref);
-    free(kin);
-    free(ka);
-    free(tmp);
-    return bad_order == 0 && bad_multiset == 0 && bad_radix == 0 && bad_roundtrip == 0;
-}
-
-static void test_sort_keys_order(void)
-{
-    /* strictly increasing doubles give strictly increasing keys */
-    const double tiny = nextafter(0.0, 1.0);
-    const double ladder[] = {-INFINITY, -DBL_MAX, -1e300, -1.0, -DBL_MIN, nextafter(-DBL_MIN, 0.0),
-                             -tiny * 3, -tiny, -0.0, 0.0, tiny, tiny * 3, nextafter(DBL_MIN, 0.0),
-                             DBL_MIN, 1.0, 1e300, DBL_MAX, INFINITY};
-    const size_t L = sizeof ladder / sizeof ladder[0];
-    for (size_t i = 1; i < L; i++)
-        CHECKF(qs_double_to_key(ladder[i - 1]) < qs_double_to_key(ladder[i]), "key(%.17g) !< key(%.17g)",
-               ladder[i - 1], ladder[i]);
-    CHECK(qs_double_to_key(0.0) == qs_double_to_key(-0.0) + 1);
-    for (size_t i = 0; i < L; i++) CHECK(dbits(qs_key_to_double(qs_double_to_key(ladder[i]))) == dbits(ladder[i]));
-    /* random pairs */
-    rng_t r = {11};
-    size_t bad = 0;
-    for (int i = 0; i < 200000; i++) {
-        double x, y;
-        do x = bits_to_double(rnext(&r));
-        while (x != x);
-        do y = bits_to_double((i & 1) ? rnext(&r) : dbits(x) + (rnext(&r) & 3) - 1);
-        while (y != y);
-        const uint64_t kx = qs_double_to_key(x), ky = qs_double_to_key(y);
-        if ((x < y && !(kx < ky)) || (x > y && !(kx > ky)) || (dbits(x) == dbits(y) && kx != ky)) bad++;
-        if (dbits(qs_key_to_double(kx)) != dbits(x)) bad++;
-    }
-    CHECKF(bad == 0, "%zu random key-order violations", bad);
+    free(t);
+    return bad_order == 0 && perm_sort && bad_sel == 0 && perm_sel && bad_many == 0 && perm_many;
 }
 
 static void test_sort_kernels_small(void)
@@ -681,7 +726,7 @@ static void test_sort_kernels_small(void)
         for (size_t n = 0; n <= 100; n++)
             for (int rep = 0; rep < 3; rep++) {
                 fill_pattern(in, n, pat, &r);
-                if (!check_sort_case(in, n, PATTERN_NAMES[pat])) goto done;
+                if (!check_sort_case(in, n, PATTERN_NAMES[pat], &r)) goto done;
             }
 done:
     free(in);
@@ -690,12 +735,14 @@ done:
 static void test_sort_kernels_large(void)
 {
     rng_t r = {2};
-    const size_t sizes[] = {127, 128, 1000, 4097, 32768, 100000};
+    /* around qs_select_many's switch to sample-sort classification (16384),
+     * non-multiples of 4 (its unrolled loop), and the bulk chunk sizes */
+    const size_t sizes[] = {127, 1000, 4097, 16383, 16384, 16385, 16387, 32768, 65536, 100000};
     double *in = xmalloc(100000 * sizeof(double));
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (int pat = 0; pat < NPATTERNS; pat++) {
             fill_pattern(in, sizes[s], pat, &r);
-            if (!check_sort_case(in, sizes[s], PATTERN_NAMES[pat])) break;
+            if (!check_sort_case(in, sizes[s], PATTERN_NAMES[pat], &r)) break;
         }
     free(in);
 }
@@ -856,7 +903,7 @@ static void test_sort_adversarial(void)
     double *inputs[4] = {rnd, adv, pipe, dup};
     const char *names[4] = {"uniform", "antiqsort", "organ-pipe", "few-distinct"};
     for (int c = 0; c < 4; c++) {
-        CHECK(check_sort_case(inputs[c], n, names[c]));
+        CHECK(check_sort_case(inputs[c], n, names[c], &r));
         double *a = xmalloc(n * sizeof(double));
         memcpy(a, inputs[c], n * sizeof(double));
         const clock_t t0 = clock();
@@ -1028,13 +1075,8 @@ static void test_nan_handling(void)
     CHECK(unchanged_since(sk, before));
     free(before.p);
     /* ignore policy: NaNs scattered through chunks are counted exactly */
+    for (size_t i = 100000; i < N; i += 97) big[i] = (i & 1) ? NAN : nan_neg;
     size_t nans = 0;
-    for (size_t i = 100000; i < N; i += 97) {
-        big[i] = (i & 1) ? NAN : nan_neg;
-        nans++;
-    }
-    nans += 0; /* big[200777] is already NaN unless overwritten above */
-    nans = 0;
     for (size_t i = 100000; i < N; i++) nans += big[i] != big[i];
     CHECK_ST(qs_kll_update_batch(sk, big + 100000, 200000, 0), QS_OK);
     CHECK(qs_kll_nan_count(sk) == nans);
@@ -1045,13 +1087,17 @@ static void test_nan_handling(void)
     check_n_min_max(sk, &e, "NaN-laden bulk batch");
     check_accuracy(sk, &e, bound_for(200), "NaN-laden bulk batch", &r);
     exact_free(&e);
-    /* a final chunk so NaN-heavy that it cannot fill a chunk: per-item fallback */
-    for (size_t i = 0; i < 5000; i++) big[i] = (i % 3) ? NAN : (double)i;
+    /* a batch so NaN-heavy that it cannot fill a bulk chunk: the per-item fallback */
+    size_t fin = 0;
+    for (size_t i = 0; i < 40000; i++) {
+        big[i] = (i % 3) ? NAN : (double)i;
+        fin += (i % 3) == 0;
+    }
     const uint64_t n0 = qs_kll_n(sk), nan0 = qs_kll_nan_count(sk);
-    CHECK_ST(qs_kll_update_batch(sk, big, 5000, 0), QS_OK);
-    CHECK(qs_kll_n(sk) == n0 + 1667);
-    CHECK(qs_kll_nan_count(sk) == nan0 + 3333);
-    CHECK(qs_kll_max(sk) == 4998.0);
+    CHECK_ST(qs_kll_update_batch(sk, big, 40000, 0), QS_OK);
+    CHECK(qs_kll_n(sk) == n0 + fin);
+    CHECK(qs_kll_nan_count(sk) == nan0 + (40000 - fin));
+    CHECK(qs_kll_max(sk) == 39999.0);
     CHECK_INV(sk);
     qs_kll_free(sk);
     free(big);
@@ -1347,6 +1393,27 @@ static void test_weighted_exact(void)
         qs_kll_free(sk);
     }
 
+    /* moderate weights (total < 2^31), so quantiles at every p = cw / n are checked too */
+    {
+        enum { M = 30 };
+        double mx[M];
+        uint64_t mw[M];
+        for (int i = 0; i < M; i++) {
+            mx[i] = floor(runit(&r) * 20.0) - 10.0;
+            mw[i] = 1 + rbelow(&r, UINT64_C(1) << 25);
+        }
+        exact_t em;
+        exact_build(&em, mx, mw, M);
+        qs_kll *sm = new_sketch(200, 9);
+        REQUIRE(sm);
+        CHECK_ST(qs_kll_update_weighted(sm, mx, mw, M, 1), QS_OK);
+        CHECK_INV(sm);
+        CHECK(qs_kll_is_estimation_mode(sm) == 0);
+        check_exact(sm, &em, "weighted exact, total < 2^31", &r);
+        exact_free(&em);
+        qs_kll_free(sm);
+    }
+
     /* weighted items one call at a time, mixed with plain updates */
     qs_kll *sk = new_sketch(200, 4);
     REQUIRE(sk);
@@ -1404,8 +1471,8 @@ static void test_weighted_errors(void)
     REQUIRE(sk);
     const double x3[3] = {1.0, 2.0, 3.0};
     uint64_t w3[3] = {5, 0, 2};
-    CHECK_ST(qs_kll_update_weighted(sk, x3, w3, 3, 0), QS_OK == 1 ? QS_OK : QS_EINVAL);
-    CHECK(qs_kll_n(sk) == 0 && qs_kll_nan_count(sk) == 0);
+    CHECK_ST(qs_kll_update_weighted(sk, x3, w3, 3, 0), QS_EINVAL);
+    CHECK(qs_kll_n(sk) == 0 && qs_kll_nan_count(sk) == 0 && qs_kll_num_retained(sk) == 0);
     CHECK_ST(qs_kll_update(sk, 10.0, 0), QS_OK);
 
     /* weight 0 anywhere: QS_EINVAL, sketch unchanged */
@@ -1546,7 +1613,10 @@ static void test_merge_exact(void)
     CHECK_ST(qs_kll_merge(c, empty_small), QS_OK);
     CHECK(qs_kll_k(c) == 50);
     CHECK_INV(c);
-    check_exact(c, &e, "after merging an empty k=50 sketch", &r);
+    /* 150 items do not fit k = 50: the sketch had to compact */
+    CHECK(qs_kll_is_estimation_mode(c) == 1);
+    check_n_min_max(c, &e, "after merging an empty k=50 sketch");
+    check_accuracy(c, &e, bound_for(50), "after merging an empty k=50 sketch", &r);
 
     /* self merge doubles every count */
     qs_kll *d = copy_sketch(a);
@@ -1816,9 +1886,11 @@ static void test_determinism(void)
         (void)qs_kll_update(q, x[i], 0);
     }
     const double *ip, *iq;
+    const uint64_t *cp, *cq;
     uint32_t sp, sq;
-    CHECK_ST(qs_kll_level(p, 1, &ip, &sp), QS_OK);
-    CHECK_ST(qs_kll_level(q, 1, &iq, &sq), QS_OK);
+    CHECK_ST(qs_kll_sorted_view(p, &ip, &cp, &sp), QS_OK);
+    CHECK_ST(qs_kll_sorted_view(q, &iq, &cq, &sq), QS_OK);
+    CHECK(sp > 100 && sq > 100);
     CHECK(!(sp == sq && memcmp(ip, iq, sp * sizeof(double)) == 0));
     qs_kll_free(p);
     qs_kll_free(q);
@@ -2215,20 +2287,30 @@ static void test_serde_bad_headers(void)
         put_crc(p, L);
         EXPECT_REJECT(L, QS_EFORMAT);
     }
-    /* a NaN item, and an unsorted higher level (swap the two last items) */
-    const size_t items_at = 56 + 4 * (size_t)p[9];
+    /* a NaN item */
+    const size_t nlev = good.p[9];
+    const size_t items_at = 56 + 4 * nlev;
     memcpy(p, good.p, L);
     const uint64_t nanbits = dbits(NAN);
     for (int j = 0; j < 8; j++) p[items_at + (size_t)j] = (uint8_t)(nanbits >> (8 * j));
     put_crc(p, L);
     EXPECT_REJECT(L, QS_EFORMAT);
-    memcpy(p, good.p, L);
-    uint8_t t8[8];
-    memcpy(t8, p + L - 12, 8);
-    memmove(p + L - 12, p + L - 20, 8);
-    memcpy(p + L - 20, t8, 8);
-    put_crc(p, L);
-    EXPECT_REJECT(L, QS_EFORMAT);
+    /* an unsorted level above 0: swap the first two (distinct) items of one */
+    size_t at = items_at, swapped = 0;
+    for (size_t h = 0; h < nlev; h++) {
+        const size_t sz = (size_t)good.p[56 + 4 * h] | ((size_t)good.p[57 + 4 * h] << 8);
+        if (h > 0 && sz >= 2 && memcmp(good.p + at, good.p + at + 8, 8) != 0) {
+            memcpy(p, good.p, L);
+            memcpy(p + at, good.p + at + 8, 8);
+            memcpy(p + at + 8, good.p + at, 8);
+            put_crc(p, L);
+            EXPECT_REJECT(L, QS_EFORMAT);
+            swapped++;
+        }
+        at += 8 * sz;
+    }
+    CHECK(swapped > 0);
+    CHECK(at + 4 == L);
     /* an empty sketch claiming a min */
     qs_kll *e = new_sketch(200, 1);
     REQUIRE(e);
@@ -2363,11 +2445,12 @@ static void test_extreme_values(void)
         const double p[2] = {0.0, 1.0};
         CHECK_ST(qs_kll_quantile(sk, p, 2, 1, out), QS_OK);
         CHECK(out[0] == -INFINITY && out[1] == INFINITY);
+        /* (the few infinite items themselves may be compacted away) */
         const double q[2] = {-INFINITY, INFINITY};
         CHECK_ST(qs_kll_rank(sk, q, 2, 0, out), QS_OK);
-        CHECK(out[0] == 0.0 && out[1] < 1.0);
+        CHECK(out[0] == 0.0);
         CHECK_ST(qs_kll_rank(sk, q, 2, 1, out), QS_OK);
-        CHECK(out[0] > 0.0 && out[1] == 1.0);
+        CHECK(out[1] == 1.0);
         qs_kll_free(sk);
     }
     exact_free(&e);
@@ -2508,7 +2591,6 @@ static const struct {
     const char *name;
     test_fn fn;
 } TESTS[] = {
-    {"sort_keys_order", test_sort_keys_order},
     {"sort_kernels_small", test_sort_kernels_small},
     {"sort_kernels_large", test_sort_kernels_large},
     {"sort_fallbacks", test_sort_fallbacks},

@@ -11,6 +11,7 @@ in parallel and can share one sketch safely.
 
 from libc.math cimport log, sqrt
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.pythread cimport (
@@ -29,6 +30,12 @@ from qsketch.errors import SerializationError
 MIN_K = c.QS_KLL_MIN_K
 MAX_K = c.QS_KLL_MAX_K
 DEFAULT_K = c.QS_KLL_DEFAULT_K
+
+# Scalar updates are staged here and handed to the C batch path this many at
+# a time: a Python-level update(x) then costs one append, and the staged items
+# get the bulk path's speed.  Every other method flushes the stage first.
+cdef enum:
+    PENDING_CAPACITY = 1024
 
 # Bits of the "binding flags" byte of the C sketch, kept in the serialized form.
 cdef enum:
@@ -105,9 +112,13 @@ cdef class KLLSketch:
     cdef qs_kll *_sk
     cdef PyThread_type_lock _lock
     cdef int _nan_raise
+    cdef double *_pending
+    cdef Py_ssize_t _npending
 
     def __cinit__(self, *args, **kwargs):
         self._sk = NULL
+        self._pending = NULL
+        self._npending = 0
         self._lock = PyThread_allocate_lock()
         if self._lock == NULL:
             raise MemoryError("cannot allocate a lock")
@@ -129,6 +140,7 @@ cdef class KLLSketch:
             c.qs_kll_free(self._sk)
         if self._lock != NULL:
             PyThread_free_lock(self._lock)
+        free(self._pending)
 
     cdef void _adopt(self, qs_kll *sk) noexcept:
         if self._sk != NULL:
@@ -152,6 +164,22 @@ cdef class KLLSketch:
 
     cdef inline void _release(self) noexcept:
         PyThread_release_lock(self._lock)
+
+    cdef int _sync(self) except -1:
+        """Take the lock and hand the staged scalar updates to the core.
+
+        The stage is only touched with the GIL held, and the flush keeps the
+        GIL, so appends from other threads cannot interleave with it.
+        """
+        cdef qs_status st
+        self._acquire()
+        if self._npending:
+            st = c.qs_kll_update_batch(self._sk, self._pending, <size_t>self._npending, 0)
+            if st != c.QS_OK:
+                self._release()
+                raise _status_error(st, "update()")
+            self._npending = 0
+        return 0
 
     # ---- updates -----------------------------------------------------------
 
@@ -193,11 +221,19 @@ cdef class KLLSketch:
         cdef qs_status st
         if weights is None and (type(values) is float or type(values) is int):
             x = values
-            self._acquire()
-            st = c.qs_kll_update(self._sk, x, self._nan_raise)
-            self._release()
-            if st != c.QS_OK:
-                raise _status_error(st, "update()")
+            if x != x and self._nan_raise:
+                raise _status_error(c.QS_ENAN, "update()")
+            if self._pending == NULL:
+                if self._sk == NULL:
+                    raise RuntimeError("KLLSketch is not initialized (create it with KLLSketch(...))")
+                self._pending = <double *>malloc(PENDING_CAPACITY * sizeof(double))
+                if self._pending == NULL:
+                    raise MemoryError("update(): out of memory")
+            while self._npending >= PENDING_CAPACITY:
+                self._sync()
+                self._release()
+            self._pending[self._npending] = x
+            self._npending += 1
             return
         items = _validate.as_items(values)
         cdef const double[::1] xv = items
@@ -208,13 +244,13 @@ cdef class KLLSketch:
                 _validate.as_weights(weights, 0)
             return
         if weights is None:
-            self._acquire()
+            self._sync()
             with nogil:
                 st = c.qs_kll_update_batch(self._sk, &xv[0], n, self._nan_raise)
             self._release()
         else:
             wv = _validate.as_weights(weights, n)
-            self._acquire()
+            self._sync()
             with nogil:
                 st = c.qs_kll_update_weighted(self._sk, &xv[0], &wv[0], n, self._nan_raise)
             self._release()
@@ -251,9 +287,9 @@ cdef class KLLSketch:
         # threads cannot deadlock.
         cdef KLLSketch first = self if <size_t><void *>self < <size_t><void *>o else o
         cdef KLLSketch second = o if first is self else self
-        first._acquire()
+        first._sync()
         try:
-            second._acquire()
+            second._sync()
         except BaseException:
             first._release()
             raise
@@ -289,7 +325,7 @@ cdef class KLLSketch:
         (2, 3)
         """
         cdef qs_status st
-        self._acquire()
+        self._sync()
         cdef qs_kll *sk = c.qs_kll_copy(self._sk, &st)
         self._release()
         if sk == NULL:
@@ -307,32 +343,56 @@ cdef class KLLSketch:
     @property
     def k(self):
         """The accuracy parameter k (after merges, the smallest k merged in)."""
-        return c.qs_kll_k(self._sk) if self._sk != NULL else None
+        self._sync()
+        try:
+            return c.qs_kll_k(self._sk)
+        finally:
+            self._release()
 
     @property
     def n(self):
         """Number of items summarized (total weight), NaN items excluded."""
-        return c.qs_kll_n(self._sk) if self._sk != NULL else 0
+        self._sync()
+        try:
+            return c.qs_kll_n(self._sk)
+        finally:
+            self._release()
 
     @property
     def nan_count(self):
         """Number of NaN items ignored (total weight)."""
-        return c.qs_kll_nan_count(self._sk) if self._sk != NULL else 0
+        self._sync()
+        try:
+            return c.qs_kll_nan_count(self._sk)
+        finally:
+            self._release()
 
     @property
     def min(self):
         """Smallest item seen, exactly; NaN when empty."""
-        return c.qs_kll_min(self._sk) if self._sk != NULL else float("nan")
+        self._sync()
+        try:
+            return c.qs_kll_min(self._sk)
+        finally:
+            self._release()
 
     @property
     def max(self):
         """Largest item seen, exactly; NaN when empty."""
-        return c.qs_kll_max(self._sk) if self._sk != NULL else float("nan")
+        self._sync()
+        try:
+            return c.qs_kll_max(self._sk)
+        finally:
+            self._release()
 
     @property
     def num_retained(self):
         """Number of items the sketch stores."""
-        return c.qs_kll_num_retained(self._sk) if self._sk != NULL else 0
+        self._sync()
+        try:
+            return c.qs_kll_num_retained(self._sk)
+        finally:
+            self._release()
 
     @property
     def is_empty(self):
@@ -345,7 +405,11 @@ cdef class KLLSketch:
 
         While False, every rank and quantile is exact.
         """
-        return bool(c.qs_kll_is_estimation_mode(self._sk)) if self._sk != NULL else False
+        self._sync()
+        try:
+            return bool(c.qs_kll_is_estimation_mode(self._sk))
+        finally:
+            self._release()
 
     @property
     def nan_policy(self):
@@ -377,7 +441,7 @@ cdef class KLLSketch:
             q = x
             if q != q:
                 raise ValueError("query values must not be NaN")
-            self._acquire()
+            self._sync()
             st = c.qs_kll_rank(self._sk, &q, 1, inclusive, &r)
             self._release()
             if st != c.QS_OK:
@@ -398,7 +462,7 @@ cdef class KLLSketch:
         cdef qs_status st = c.QS_OK
         if n == 0:
             return
-        self._acquire()
+        self._sync()
         with nogil:
             if quantile:
                 st = c.qs_kll_quantile(self._sk, &qv[0], n, inclusive, &ov[0])
@@ -496,7 +560,7 @@ cdef class KLLSketch:
         >>> round(qsketch.KLLSketch(k=200).normalized_rank_error(), 4)
         0.0133
         """
-        return c.qs_kll_normalized_rank_error(c.qs_kll_k(self._sk), 1 if pmf else 0)
+        return c.qs_kll_normalized_rank_error(self.k, 1 if pmf else 0)
 
     def rank_bounds(self, x, confidence=0.99):
         """Lower and upper bounds on the true normalized rank of ``x``.
@@ -543,7 +607,7 @@ cdef class KLLSketch:
         cdef const uint64_t *cum
         cdef uint32_t size
         cdef qs_status st
-        self._acquire()
+        self._sync()
         try:
             st = c.qs_kll_sorted_view(self._sk, &items, &cum, &size)
             if st != c.QS_OK:
@@ -577,7 +641,7 @@ cdef class KLLSketch:
         """
         cdef size_t size, written
         cdef qs_status st
-        self._acquire()
+        self._sync()
         try:
             size = c.qs_kll_serialized_size(self._sk)
             out = PyBytes_FromStringAndSize(NULL, size)
@@ -635,7 +699,7 @@ cdef class KLLSketch:
     def _check_invariants(self):
         """Raise AssertionError if the C structure is inconsistent (for tests)."""
         cdef const char *message = NULL
-        self._acquire()
+        self._sync()
         cdef int bad = c.qs_kll_check_invariants(self._sk, &message)
         self._release()
         if bad:
@@ -647,7 +711,7 @@ cdef class KLLSketch:
         cdef uint32_t size
         cdef uint32_t h
         out = []
-        self._acquire()
+        self._sync()
         try:
             for h in range(c.qs_kll_num_levels(self._sk)):
                 c.qs_kll_level(self._sk, h, &items, &size)
