@@ -1,0 +1,7 @@
+"""``python -m qsketch`` runs the ``qsketch`` command."""
+
+import sys
+
+from qsketch.cli import main
+
+sys.exit(main())
