@@ -611,8 +611,13 @@ static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b)
 qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_raise)
 {
     if (nan_raise && contains_nan(x, len)) return QS_ENAN;
-    if ((uint64_t)len > UINT64_MAX - sk->n || (uint64_t)len > UINT64_MAX - sk->nan_count)
-        return QS_EOVERFLOW;
+    if ((uint64_t)len > UINT64_MAX - sk->n || (uint64_t)len > UINT64_MAX - sk->nan_count) {
+        /* near the limits only: count exactly what goes where */
+        uint64_t nans = 0;
+        for (size_t i = 0; i < len; i++) nans += (x[i] != x[i]);
+        if ((uint64_t)len - nans > UINT64_MAX - sk->n || nans > UINT64_MAX - sk->nan_count)
+            return QS_EOVERFLOW;
+    }
     sk->view_valid = 0;
     bulk_scratch scratch = {NULL, NULL, NULL, NULL, NULL, NULL};
     double *chunk = NULL;
@@ -839,25 +844,60 @@ qs_status qs_kll_sorted_view(qs_kll *sk, const double **items, const uint64_t **
     return QS_OK;
 }
 
-/* Number of a[0..n) that are <= q (inclusive) or < q; branchless search. */
-QS_INLINE size_t count_below(const double *a, size_t n, double q, int inclusive)
+/*
+ * Rank searches.  For each q, the number of a[0..n) that are <= q (inclusive)
+ * or < q.  Branchless binary searches, eight queries at a time so that their
+ * load latencies overlap; sorted query batches (as long as the sorted view or
+ * longer) take one merge-like walk instead.
+ */
+#define QS_SEARCH_LANES 8
+
+static void count_below_many(const double *a, size_t n, const double *q, size_t len,
+                             int inclusive, size_t *out)
 {
-    if (n == 0) return 0;
-    const double *base = a;
-    if (inclusive) {
-        while (n > 1) {
-            const size_t half = n / 2;
-            base = (base[half] <= q) ? base + half : base;
-            n -= half;
+    size_t i = 0;
+    for (; i + QS_SEARCH_LANES <= len; i += QS_SEARCH_LANES) {
+        const double *base[QS_SEARCH_LANES];
+        for (int u = 0; u < QS_SEARCH_LANES; u++) base[u] = a;
+        size_t m = n;
+        if (inclusive) {
+            while (m > 1) {
+                const size_t half = m / 2;
+                for (int u = 0; u < QS_SEARCH_LANES; u++)
+                    base[u] += (size_t)(base[u][half] <= q[i + u]) * half;
+                m -= half;
+            }
+            for (int u = 0; u < QS_SEARCH_LANES; u++)
+                out[i + u] = (size_t)(base[u] - a) + (*base[u] <= q[i + u]);
+        } else {
+            while (m > 1) {
+                const size_t half = m / 2;
+                for (int u = 0; u < QS_SEARCH_LANES; u++)
+                    base[u] += (size_t)(base[u][half] < q[i + u]) * half;
+                m -= half;
+            }
+            for (int u = 0; u < QS_SEARCH_LANES; u++)
+                out[i + u] = (size_t)(base[u] - a) + (*base[u] < q[i + u]);
         }
-        return (size_t)(base - a) + (*base <= q);
     }
-    while (n > 1) {
-        const size_t half = n / 2;
-        base = (base[half] < q) ? base + half : base;
-        n -= half;
+    for (; i < len; i++) {
+        const double *base = a;
+        size_t m = n;
+        while (m > 1) {
+            const size_t half = m / 2;
+            const double v = base[half];
+            base = (inclusive ? v <= q[i] : v < q[i]) ? base + half : base;
+            m -= half;
+        }
+        out[i] = (size_t)(base - a) + (inclusive ? *base <= q[i] : *base < q[i]);
     }
-    return (size_t)(base - a) + (*base < q);
+}
+
+static int is_ascending(const double *q, size_t len)
+{
+    for (size_t i = 1; i < len; i++)
+        if (q[i] < q[i - 1]) return 0;
+    return 1;
 }
 
 qs_status qs_kll_rank(qs_kll *sk, const double *q, size_t len, int inclusive, double *out)
@@ -872,9 +912,7 @@ qs_status qs_kll_rank(qs_kll *sk, const double *q, size_t len, int inclusive, do
     const uint64_t *cum = sk->view_cum;
     const size_t R = sk->view_size;
     const double n = (double)sk->n;
-    int ascending = 1;
-    for (size_t i = 1; i < len && ascending; i++) ascending = !(q[i] < q[i - 1]);
-    if (ascending) { /* one merge-like walk instead of len searches */
+    if (len >= R && is_ascending(q, len)) {
         size_t idx = 0;
         for (size_t i = 0; i < len; i++) {
             if (inclusive)
@@ -885,33 +923,69 @@ qs_status qs_kll_rank(qs_kll *sk, const double *q, size_t len, int inclusive, do
         }
         return QS_OK;
     }
-    for (size_t i = 0; i < len; i++) {
-        const size_t idx = count_below(items, R, q[i], inclusive);
-        out[i] = idx ? (double)cum[idx - 1] / n : 0.0;
+    size_t idx[256];
+    for (size_t start = 0; start < len; start += 256) {
+        const size_t m = len - start < 256 ? len - start : 256;
+        count_below_many(items, R, q + start, m, inclusive, idx);
+        for (size_t i = 0; i < m; i++) out[start + i] = idx[i] ? (double)cum[idx[i] - 1] / n : 0.0;
     }
     return QS_OK;
 }
 
-/* First index whose cumulative weight is >= t (inclusive) or > t. */
-QS_INLINE size_t first_cum_reaching(const uint64_t *cum, size_t n, double t, int inclusive)
+/* For each target t[i], the first index whose cumulative weight is >= t[i]:
+ * branchless lower bounds, eight at a time (as count_below_many). */
+static void first_cum_at_least_many(const uint64_t *cum, size_t n, const uint64_t *t, size_t len,
+                                    size_t *out)
 {
-    size_t lo = 0, len = n;
-    while (len > 0) {
-        const size_t half = len / 2;
-        const double c = (double)cum[lo + half];
-        const int before = inclusive ? (c < t) : (c <= t);
-        if (before) {
-            lo += half + 1;
-            len -= half + 1;
-        } else {
-            len = half;
+    size_t i = 0;
+    for (; i + QS_SEARCH_LANES <= len; i += QS_SEARCH_LANES) {
+        const uint64_t *base[QS_SEARCH_LANES];
+        for (int u = 0; u < QS_SEARCH_LANES; u++) base[u] = cum;
+        size_t m = n;
+        while (m > 1) {
+            const size_t half = m / 2;
+            for (int u = 0; u < QS_SEARCH_LANES; u++) /* arithmetic, not a branch */
+                base[u] += (size_t)(base[u][half - 1] < t[i + u]) * half;
+            m -= half;
         }
+        for (int u = 0; u < QS_SEARCH_LANES; u++)
+            out[i + u] = (size_t)(base[u] - cum) + (*base[u] < t[i + u]);
     }
-    return lo;
+    for (; i < len; i++) {
+        const uint64_t *base = cum;
+        size_t m = n;
+        while (m > 1) {
+            const size_t half = m / 2;
+            base = (base[half - 1] < t[i]) ? base + half : base;
+            m -= half;
+        }
+        out[i] = (size_t)(base - cum) + (*base < t[i]);
+    }
+}
+
+/*
+ * The cumulative weight quantile(p) must reach: the first item whose
+ * cumulative weight reaches ceil(p n) (inclusive) or exceeds p n (exclusive).
+ * p n is rounded to the nearest 2^-20 of an item first, so that 0.3 * 10 =
+ * 3.0000000000000004 means the third item, not the fourth.  Fixed point while
+ * p n 2^20 fits 63 bits (no libm rounding calls on the hot path); beyond that
+ * a 2^-20 item is below double precision anyway.
+ */
+QS_INLINE uint64_t quantile_target(double p, double n, int inclusive)
+{
+    if (n < 8796093022208.0) { /* 2^43 */
+        const uint64_t u = (uint64_t)(p * n * 1048576.0 + 0.5);
+        return inclusive ? (u + 1048575u) >> 20 : (u >> 20) + 1u;
+    }
+    const double t = p * n;
+    const double tt = inclusive ? ceil(t) : floor(t) + 1.0;
+    return tt >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)tt;
 }
 
 qs_status qs_kll_quantile(qs_kll *sk, const double *p, size_t len, int inclusive, double *out)
 {
+    for (size_t i = 0; i < len; i++)
+        if (!(p[i] >= 0.0 && p[i] <= 1.0)) return QS_EINVAL;
     if (sk->n == 0) {
         for (size_t i = 0; i < len; i++) out[i] = NAN;
         return QS_OK;
@@ -919,25 +993,29 @@ qs_status qs_kll_quantile(qs_kll *sk, const double *p, size_t len, int inclusive
     qs_status st = build_view(sk);
     if (st != QS_OK) return st;
     const size_t R = sk->view_size;
+    const uint64_t *cum = sk->view_cum;
+    const double *items = sk->view_items;
     const double n = (double)sk->n;
-    for (size_t i = 0; i < len; i++) {
-        const double pi = p[i];
-        if (!(pi >= 0.0 && pi <= 1.0)) return QS_EINVAL;
-        if (pi == 0.0) {
-            out[i] = sk->min;
-            continue;
+    uint64_t target[256];
+    size_t idx[256];
+    const int walk = len >= R && is_ascending(p, len);
+    size_t w = 0; /* position of the walk over sorted probabilities */
+    for (size_t start = 0; start < len; start += 256) {
+        const size_t m = len - start < 256 ? len - start : 256;
+        for (size_t i = 0; i < m; i++) target[i] = quantile_target(p[start + i], n, inclusive);
+        if (walk) {
+            for (size_t i = 0; i < m; i++) {
+                while (w < R && cum[w] < target[i]) w++;
+                idx[i] = w;
+            }
+        } else {
+            first_cum_at_least_many(cum, R, target, m, idx);
         }
-        if (pi == 1.0) {
-            out[i] = sk->max;
-            continue;
+        for (size_t i = 0; i < m; i++) {
+            const double pi = p[start + i];
+            /* quantile(0) and quantile(1) are the exact extremes */
+            out[start + i] = pi == 0.0 ? sk->min : pi == 1.0 ? sk->max : items[idx[i] < R ? idx[i] : R - 1];
         }
-        /* p*n is rounded to the nearest 2^-20 of an item first, so that, say,
-         * 0.3 * 10 = 3.0000000000000004 means the third item, not the fourth. */
-        const double t = nearbyint(pi * n * 1048576.0) / 1048576.0;
-        const double target = inclusive ? ceil(t) : t;
-        size_t idx = first_cum_reaching(sk->view_cum, R, target, inclusive);
-        if (idx >= R) idx = R - 1;
-        out[i] = sk->view_items[idx];
     }
     return QS_OK;
 }

@@ -195,8 +195,8 @@ static void qs_eytzinger_fill(const double *sorted, double *tree, size_t *next, 
  * out[i] = the order statistic of rank t[i] of a[0..n), for t strictly
  * increasing.  a is permuted.  For large n this is one classification pass
  * (super-scalar sample sort, Sanders & Winkel 2004: 255 splitters from a
- * sample, a branchless descent of their implicit search tree, four items at a
- * time), then only the buckets that hold a target are gathered and searched
+ * sample, a branchless descent of their implicit search tree, eight items at
+ * a time), then only the buckets that hold a target are gathered and searched
  * with qs_multiselect.  Scratch: work[n] doubles, ids[n] bytes, rel[nt].
  * Duplicates and skewed data only make some buckets larger; qs_multiselect's
  * depth limit bounds the worst case.
@@ -224,23 +224,20 @@ static void qs_select_many(double *a, size_t n, const size_t *t, size_t nt, doub
     uint32_t count[QS_SELECT_BUCKETS];
     memset(count, 0, sizeof count);
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        size_t j0 = 1, j1 = 1, j2 = 1, j3 = 1;
-        const double x0 = a[i], x1 = a[i + 1], x2 = a[i + 2], x3 = a[i + 3];
-        for (int d = 0; d < 8; d++) {
-            j0 = 2 * j0 + (x0 > tree[j0]);
-            j1 = 2 * j1 + (x1 > tree[j1]);
-            j2 = 2 * j2 + (x2 > tree[j2]);
-            j3 = 2 * j3 + (x3 > tree[j3]);
+    /* eight independent descents at a time hide the latency of each step */
+    for (; i + 8 <= n; i += 8) {
+        size_t j[8];
+        double x[8];
+        for (int u = 0; u < 8; u++) {
+            j[u] = 1;
+            x[u] = a[i + u];
         }
-        ids[i] = (uint8_t)(j0 - QS_SELECT_BUCKETS);
-        ids[i + 1] = (uint8_t)(j1 - QS_SELECT_BUCKETS);
-        ids[i + 2] = (uint8_t)(j2 - QS_SELECT_BUCKETS);
-        ids[i + 3] = (uint8_t)(j3 - QS_SELECT_BUCKETS);
-        count[j0 - QS_SELECT_BUCKETS]++;
-        count[j1 - QS_SELECT_BUCKETS]++;
-        count[j2 - QS_SELECT_BUCKETS]++;
-        count[j3 - QS_SELECT_BUCKETS]++;
+        for (int d = 0; d < 8; d++)
+            for (int u = 0; u < 8; u++) j[u] = 2 * j[u] + (x[u] > tree[j[u]]);
+        for (int u = 0; u < 8; u++) {
+            ids[i + u] = (uint8_t)(j[u] - QS_SELECT_BUCKETS);
+            count[j[u] - QS_SELECT_BUCKETS]++;
+        }
     }
     for (; i < n; i++) {
         const double x0 = a[i];

@@ -10,10 +10,12 @@ in parallel and can share one sketch safely.
 """
 
 from libc.math cimport log, sqrt
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdint cimport UINT64_MAX, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.float cimport PyFloat_Check
+from cpython.long cimport PyLong_Check
 from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
     PyThread_free_lock, PyThread_release_lock, PyThread_type_lock,
@@ -114,6 +116,9 @@ cdef class KLLSketch:
     cdef int _nan_raise
     cdef double *_pending
     cdef Py_ssize_t _npending
+    # How many scalar updates may be staged before n or nan_count could pass
+    # 2**64 - 1; refreshed under the lock after every change to the sketch.
+    cdef uint64_t _headroom
 
     def __cinit__(self, *args, **kwargs):
         self._sk = NULL
@@ -147,6 +152,12 @@ cdef class KLLSketch:
             c.qs_kll_free(self._sk)
         self._sk = sk
         self._nan_raise = (c.qs_kll_user_flags(sk) & FLAG_NAN_RAISE) != 0
+        self._refresh_headroom()
+
+    cdef void _refresh_headroom(self) noexcept:
+        cdef uint64_t room_n = UINT64_MAX - c.qs_kll_n(self._sk)
+        cdef uint64_t room_nan = UINT64_MAX - c.qs_kll_nan_count(self._sk)
+        self._headroom = room_n if room_n < room_nan else room_nan
 
     @staticmethod
     cdef KLLSketch _wrap(qs_kll *sk):
@@ -172,14 +183,28 @@ cdef class KLLSketch:
         GIL, so appends from other threads cannot interleave with it.
         """
         cdef qs_status st
+        cdef Py_ssize_t i
         self._acquire()
         if self._npending:
             st = c.qs_kll_update_batch(self._sk, self._pending, <size_t>self._npending, 0)
+            if st == c.QS_EOVERFLOW:
+                # Only reachable when another thread's batch used up the
+                # headroom after these items were staged: keep what fits,
+                # never jam the sketch, and report it.
+                for i in range(self._npending):
+                    if c.qs_kll_update(self._sk, self._pending[i], 0) != c.QS_OK:
+                        break
+            self._npending = 0
+            self._refresh_headroom()
             if st != c.QS_OK:
                 self._release()
-                raise _status_error(st, "update()")
-            self._npending = 0
+                raise _status_error(st, "update() of staged items")
         return 0
+
+    cdef inline void _release_changed(self) noexcept:
+        """Release the lock after a change to n or nan_count."""
+        self._refresh_headroom()
+        PyThread_release_lock(self._lock)
 
     # ---- updates -----------------------------------------------------------
 
@@ -219,7 +244,7 @@ cdef class KLLSketch:
         """
         cdef double x
         cdef qs_status st
-        if weights is None and (type(values) is float or type(values) is int):
+        if weights is None and (PyFloat_Check(values) or PyLong_Check(values)):
             x = values
             if x != x and self._nan_raise:
                 raise _status_error(c.QS_ENAN, "update()")
@@ -232,6 +257,14 @@ cdef class KLLSketch:
             while self._npending >= PENDING_CAPACITY:
                 self._sync()
                 self._release()
+            if <uint64_t>self._npending >= self._headroom:
+                # At the edge of 2**64 items: no staging, exact check now.
+                self._sync()
+                st = c.qs_kll_update(self._sk, x, self._nan_raise)
+                self._release_changed()
+                if st != c.QS_OK:
+                    raise _status_error(st, "update()")
+                return
             self._pending[self._npending] = x
             self._npending += 1
             return
@@ -247,13 +280,13 @@ cdef class KLLSketch:
             self._sync()
             with nogil:
                 st = c.qs_kll_update_batch(self._sk, &xv[0], n, self._nan_raise)
-            self._release()
+            self._release_changed()
         else:
             wv = _validate.as_weights(weights, n)
             self._sync()
             with nogil:
                 st = c.qs_kll_update_weighted(self._sk, &xv[0], &wv[0], n, self._nan_raise)
-            self._release()
+            self._release_changed()
         if st != c.QS_OK:
             raise _status_error(st, "update()")
 
@@ -295,6 +328,7 @@ cdef class KLLSketch:
             raise
         with nogil:
             st = c.qs_kll_merge(self._sk, o._sk)
+        self._refresh_headroom()
         second._release()
         first._release()
         if st != c.QS_OK:
@@ -437,7 +471,7 @@ cdef class KLLSketch:
         """
         cdef double q, r
         cdef qs_status st
-        if type(x) is float or type(x) is int:
+        if PyFloat_Check(x) or PyLong_Check(x):
             q = x
             if q != q:
                 raise ValueError("query values must not be NaN")
@@ -448,11 +482,11 @@ cdef class KLLSketch:
                 raise _status_error(st, "rank()")
             return r
         arr = _validate.as_queries(x)
-        if arr.ndim == 0:
-            return self.rank(float(arr), inclusive)
         flat = np.ascontiguousarray(arr.reshape(-1))
         out = np.empty(flat.shape[0], dtype=np.float64)
         self._query(flat, out, inclusive, False)
+        if arr.ndim == 0 and not isinstance(x, np.ndarray):
+            return float(out[0])  # a numpy scalar in, a float out
         return out.reshape(arr.shape)
 
     cdef _query(self, flat, out, bint inclusive, bint quantile):
@@ -527,12 +561,24 @@ cdef class KLLSketch:
         >>> s.quantile([0, 0.25, 1])
         array([10., 10., 40.])
         """
+        cdef double pp, r
+        cdef qs_status st
+        if PyFloat_Check(p) or PyLong_Check(p):
+            pp = p
+            if not (0.0 <= pp <= 1.0):
+                raise ValueError(f"probabilities must lie in [0, 1]; got {p!r}")
+            self._sync()
+            st = c.qs_kll_quantile(self._sk, &pp, 1, inclusive, &r)
+            self._release()
+            if st != c.QS_OK:
+                raise _status_error(st, "quantile()")
+            return r
         arr = _validate.as_probabilities(p)
         flat = np.ascontiguousarray(arr.reshape(-1))
         out = np.empty(flat.shape[0], dtype=np.float64)
         self._query(flat, out, inclusive, True)
         if arr.ndim == 0 and not isinstance(p, np.ndarray):
-            return float(out[0])
+            return float(out[0])  # a numpy scalar in, a float out
         return out.reshape(arr.shape)
 
     def quantiles(self, ps, inclusive=True):
