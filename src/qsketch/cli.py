@@ -63,25 +63,46 @@ def _positive_int(text):
     return value
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="qsketch", description="Streaming quantile sketches.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _run_demo_command(args):
+    if not MIN_K <= args.k <= MAX_K:
+        print(f"qsketch demo: --k must be in [{MIN_K}, {MAX_K}], got {args.k}", file=sys.stderr)
+        return 2
+    return run_demo(args.n, args.k, args.seed)
+
+
+def add_demo_command(sub):
     demo = sub.add_parser("demo", help="sketch generated streams and compare with numpy's exact answers")
     demo.add_argument("--n", type=_positive_int, default=1_000_000, help="items per stream (default 1e6)")
     demo.add_argument("--k", type=int, default=DEFAULT_K, help=f"sketch k in [{MIN_K}, {MAX_K}]")
     demo.add_argument("--seed", type=int, default=1, help="seed of the data and the sketches")
+    demo.set_defaults(handler=_run_demo_command)
+
+
+# Each command lives with its feature: a function that adds its subparser and
+# sets `handler`, a callable taking the parsed arguments and returning the
+# exit status.  Listed here in the order of `qsketch --help`.
+COMMANDS = [add_demo_command]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="qsketch", description="Streaming quantile sketches.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in COMMANDS:
+        add_command(sub)
     return parser
 
 
 def main(argv=None):
-    """Entry point of the ``qsketch`` command; returns the exit status."""
+    """Entry point of the ``qsketch`` command; returns the exit status.
+
+    Examples
+    --------
+    >>> from qsketch.cli import main
+    >>> main(["demo", "--n", "1000", "--k", "5"])
+    2
+    """
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        if not MIN_K <= args.k <= MAX_K:
-            print(f"qsketch demo: --k must be in [{MIN_K}, {MAX_K}], got {args.k}", file=sys.stderr)
-            return 2
-        return run_demo(args.n, args.k, args.seed)
-    return 2  # unreachable: argparse requires a command
+    return args.handler(args)
 
 
 if __name__ == "__main__":
