@@ -102,6 +102,7 @@ qs_kll *qs_kll_alloc_empty(uint32_t k, uint64_t seed, qs_status *status)
     sk->min = sk->max = NAN;
     sk->rng = seed;
     sk->level0_sorted = 1;
+    sk->tab_limit = qs_kll_default_exact_limit(k);
     *status = QS_OK;
     return sk;
 }
@@ -130,6 +131,10 @@ void qs_kll_free(qs_kll *sk)
 {
     if (!sk) return;
     free(sk->items);
+    free(sk->tab_values);
+    free(sk->tab_counts);
+    qs_est_view_free(sk->est[0]);
+    qs_est_view_free(sk->est[1]);
     free(sk->view_items);
     free(sk->view_cum);
     free(sk);
@@ -143,18 +148,31 @@ qs_kll *qs_kll_copy(const qs_kll *src, qs_status *status)
         return NULL;
     }
     *sk = *src;
+    /* caches are not shared: the copy rebuilds its own */
     sk->view_valid = 0;
     sk->view_cap = sk->view_size = 0;
     sk->view_items = NULL;
     sk->view_cum = NULL;
+    sk->est[0] = sk->est[1] = NULL;
+    sk->tab_values = NULL;
+    sk->tab_counts = NULL;
+    sk->tab_cap = src->tab_size;
     const size_t cap = src->levels[src->num_levels];
     sk->items = malloc((cap ? cap : 1) * sizeof(double));
-    if (!sk->items) {
-        free(sk);
+    if (src->tab_size) {
+        sk->tab_values = malloc((size_t)src->tab_size * sizeof(double));
+        sk->tab_counts = malloc((size_t)src->tab_size * sizeof(uint64_t));
+    }
+    if (!sk->items || (src->tab_size && (!sk->tab_values || !sk->tab_counts))) {
+        qs_kll_free(sk);
         *status = QS_ENOMEM;
         return NULL;
     }
     memcpy(sk->items, src->items, cap * sizeof(double));
+    if (src->tab_size) {
+        memcpy(sk->tab_values, src->tab_values, (size_t)src->tab_size * sizeof(double));
+        memcpy(sk->tab_counts, src->tab_counts, (size_t)src->tab_size * sizeof(uint64_t));
+    }
     *status = QS_OK;
     return sk;
 }
@@ -171,9 +189,14 @@ int qs_kll_is_estimation_mode(const qs_kll *sk) { return sk->compacted; }
 uint8_t qs_kll_user_flags(const qs_kll *sk) { return sk->user_flags; }
 void qs_kll_set_user_flags(qs_kll *sk, uint8_t flags) { sk->user_flags = flags; }
 
-uint32_t qs_kll_num_retained(const qs_kll *sk)
+uint32_t qs_kll_compactor_retained(const qs_kll *sk)
 {
     return sk->levels[sk->num_levels] - sk->levels[0];
+}
+
+uint32_t qs_kll_num_retained(const qs_kll *sk)
+{
+    return qs_kll_compactor_retained(sk) + sk->tab_size;
 }
 
 qs_status qs_kll_level(const qs_kll *sk, uint32_t level, const double **items, uint32_t *size)
@@ -189,6 +212,22 @@ qs_status qs_kll_level(const qs_kll *sk, uint32_t level, const double **items, u
  * characterization runs: the 99th percentile of the normalized rank error of
  * a single query (pmf == 0) or of a whole PMF/CDF (pmf != 0).
  */
+uint32_t qs_kll_default_exact_limit(uint32_t k)
+{
+    const uint32_t scaled = (3u * k + 1u) / 2u; /* about the compactors' own footprint */
+    return scaled > 256u ? scaled : 256u;
+}
+
+uint32_t qs_kll_exact_limit(const qs_kll *sk) { return sk->tab_limit; }
+
+qs_status qs_kll_set_exact_limit(qs_kll *sk, uint32_t limit)
+{
+    if (sk->n != 0 || sk->nan_count != 0) return QS_EINVAL;
+    if (limit > QS_KLL_MAX_EXACT_LIMIT) return QS_EINVAL;
+    sk->tab_limit = limit;
+    return QS_OK;
+}
+
 double qs_kll_normalized_rank_error(uint32_t k, int pmf)
 {
     return pmf ? 2.446 / pow((double)k, 0.9433) : 2.296 / pow((double)k, 0.9723);
@@ -305,7 +344,7 @@ static qs_status compress_while_updating(qs_kll *sk)
         memmove(items + sk->levels[0] + half, items + sk->levels[0], (size_t)amount * sizeof(double));
         for (uint32_t h = 0; h < level; h++) sk->levels[h] += half;
     }
-    sk->compacted = 1;
+    if (level + 1 > sk->compacted) sk->compacted = (uint8_t)(level + 1);
     return QS_OK;
 }
 
@@ -320,6 +359,8 @@ QS_INLINE qs_status insert_item(qs_kll *sk, double x)
     sk->level0_sorted = 0;
     return QS_OK;
 }
+
+static qs_status table_add(qs_kll *sk, double x, uint64_t w);
 
 QS_INLINE void note_range(qs_kll *sk, double lo, double hi)
 {
@@ -341,11 +382,11 @@ qs_status qs_kll_update(qs_kll *sk, double x, int nan_raise)
         return QS_OK;
     }
     if (QS_UNLIKELY(sk->n == UINT64_MAX)) return QS_EOVERFLOW;
-    qs_status st = insert_item(sk, x);
+    qs_status st = sk->tab_limit ? table_add(sk, x, 1) : insert_item(sk, x);
     if (st != QS_OK) return st;
     note_range(sk, x, x);
     sk->n++;
-    sk->view_valid = 0;
+    qs_invalidate(sk);
     return QS_OK;
 }
 
@@ -355,7 +396,7 @@ typedef struct {
     uint32_t num_levels;
     uint32_t capacity;
     uint32_t count;
-    int compacted;
+    uint32_t compacted; /* highest level a compaction wrote into, 0 for none */
 } compress_result;
 
 /*
@@ -406,7 +447,7 @@ static compress_result general_compress(uint32_t k, uint32_t m, uint32_t num_lev
             }
             r.count -= half;
             in_levels[level + 1] -= half;
-            r.compacted = 1;
+            if (level + 1 > r.compacted) r.compacted = level + 1;
             if (level == r.num_levels - 1) {
                 r.num_levels++;
                 r.capacity += qs_kll_level_capacity(k, m, r.num_levels, 0);
@@ -428,7 +469,7 @@ static qs_status merge_levels(qs_kll *sk, const double *const *other, const uint
 {
     const uint32_t L = sk->num_levels > other_levels ? sk->num_levels : other_levels;
     if (L > QS_KLL_MAX_LEVELS) return QS_EOVERFLOW;
-    uint64_t total = qs_kll_num_retained(sk);
+    uint64_t total = qs_kll_compactor_retained(sk);
     for (uint32_t h = 0; h < other_levels; h++) total += other_size[h];
     if (total > UINT32_MAX / 2) return QS_EOVERFLOW;
 
@@ -481,9 +522,128 @@ static qs_status merge_levels(qs_kll *sk, const double *const *other, const uint
     for (uint32_t h = 0; h <= r.num_levels; h++) sk->levels[h] = out_levels[h] + free_space;
     if (new_k != sk->k) qs_kll_set_k(sk, new_k);
     sk->rng = rng;
-    sk->compacted |= (uint8_t)r.compacted;
+    if (r.compacted > sk->compacted) sk->compacted = (uint8_t)r.compacted;
     sk->level0_sorted = (sk->levels[1] - sk->levels[0]) <= 1;
-    sk->view_valid = 0;
+    qs_invalidate(sk);
+    return QS_OK;
+}
+
+/*
+ * Add items with integer weights to the compactors (n, min and max are the
+ * caller's business).  Block by block: an item of weight w joins level h for
+ * every set bit h of w, each level is sorted, and the block is merged like a
+ * sketch.  NaN items are skipped.
+ */
+static qs_status insert_weighted(qs_kll *sk, const double *x, const uint64_t *w, size_t len)
+{
+    double *buf = malloc((size_t)QS_WEIGHTED_BLOCK * 64u * sizeof(double));
+    if (!buf) return QS_ENOMEM;
+    qs_status st = QS_OK;
+    for (size_t start = 0; start < len && st == QS_OK; start += QS_WEIGHTED_BLOCK) {
+        const size_t end = len - start > QS_WEIGHTED_BLOCK ? start + QS_WEIGHTED_BLOCK : len;
+        uint32_t count[64] = {0};
+        uint32_t top = 0;
+        for (size_t i = start; i < end; i++) {
+            if (x[i] != x[i]) continue;
+            for (uint64_t b = w[i]; b; b &= b - 1) {
+                const uint32_t h = (uint32_t)__builtin_ctzll(b);
+                count[h]++;
+                if (h + 1 > top) top = h + 1;
+            }
+        }
+        double *level_items[64];
+        const double *levels[64];
+        uint32_t fill[64], offset = 0;
+        for (uint32_t h = 0; h < top; h++) {
+            levels[h] = level_items[h] = buf + offset;
+            fill[h] = 0;
+            offset += count[h];
+        }
+        for (size_t i = start; i < end; i++) {
+            if (x[i] != x[i]) continue;
+            for (uint64_t b = w[i]; b; b &= b - 1) {
+                const uint32_t h = (uint32_t)__builtin_ctzll(b);
+                level_items[h][fill[h]++] = x[i];
+            }
+        }
+        for (uint32_t h = 1; h < top; h++) qs_sort_doubles(level_items[h], count[h]);
+        if (top > 0) st = merge_levels(sk, levels, count, top, sk->k);
+    }
+    free(buf);
+    qs_invalidate(sk);
+    return st;
+}
+
+/* ---- exact low-cardinality table ----------------------------------------- */
+
+/* Index of the first table value >= x. */
+static uint32_t table_lower_bound(const qs_kll *sk, double x)
+{
+    uint32_t lo = 0, len = sk->tab_size;
+    while (len > 0) {
+        const uint32_t half = len / 2;
+        if (sk->tab_values[lo + half] < x) {
+            lo += half + 1;
+            len -= half + 1;
+        } else {
+            len = half;
+        }
+    }
+    return lo;
+}
+
+/* Move the table into the compactors (exactly, as weighted items) and leave
+ * the exact mode for good. */
+static qs_status table_flush(qs_kll *sk)
+{
+    if (sk->tab_size) {
+        qs_status st = insert_weighted(sk, sk->tab_values, sk->tab_counts, sk->tab_size);
+        if (st != QS_OK) return st;
+    }
+    free(sk->tab_values);
+    free(sk->tab_counts);
+    sk->tab_values = NULL;
+    sk->tab_counts = NULL;
+    sk->tab_size = sk->tab_cap = 0;
+    sk->tab_limit = 0;
+    qs_invalidate(sk);
+    return QS_OK;
+}
+
+/*
+ * Count x (not NaN) with weight w in the table, or, once the table would
+ * exceed its limit, flush it and add x to the compactors.  n, min and max are
+ * the caller's business.
+ */
+static qs_status table_add(qs_kll *sk, double x, uint64_t w)
+{
+    const uint32_t i = table_lower_bound(sk, x);
+    if (i < sk->tab_size && sk->tab_values[i] == x) {
+        sk->tab_counts[i] += w;
+        return QS_OK;
+    }
+    if (sk->tab_size >= sk->tab_limit) {
+        qs_status st = table_flush(sk);
+        if (st != QS_OK) return st;
+        if (w == 1) return insert_item(sk, x);
+        return insert_weighted(sk, &x, &w, 1);
+    }
+    if (sk->tab_size == sk->tab_cap) {
+        uint32_t cap = sk->tab_cap ? 2 * sk->tab_cap : 16;
+        if (cap > sk->tab_limit) cap = sk->tab_limit;
+        double *v = realloc(sk->tab_values, (size_t)cap * sizeof(double));
+        if (!v) return QS_ENOMEM;
+        sk->tab_values = v;
+        uint64_t *c = realloc(sk->tab_counts, (size_t)cap * sizeof(uint64_t));
+        if (!c) return QS_ENOMEM;
+        sk->tab_counts = c;
+        sk->tab_cap = cap;
+    }
+    memmove(sk->tab_values + i + 1, sk->tab_values + i, (size_t)(sk->tab_size - i) * sizeof(double));
+    memmove(sk->tab_counts + i + 1, sk->tab_counts + i, (size_t)(sk->tab_size - i) * sizeof(uint64_t));
+    sk->tab_values[i] = x;
+    sk->tab_counts[i] = w;
+    sk->tab_size++;
     return QS_OK;
 }
 
@@ -500,6 +660,28 @@ qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
     }
     if (dst->n > UINT64_MAX - src->n || dst->nan_count > UINT64_MAX - src->nan_count)
         return QS_EOVERFLOW;
+    qs_status st;
+    if (src->tab_limit) { /* src holds a table: add its (value, count) pairs */
+        if (dst->tab_limit && src->tab_limit < dst->tab_limit) dst->tab_limit = src->tab_limit;
+        for (uint32_t i = 0; i < src->tab_size; i++) {
+            st = dst->tab_limit ? table_add(dst, src->tab_values[i], src->tab_counts[i])
+                                : insert_weighted(dst, src->tab_values + i, src->tab_counts + i, 1);
+            if (st != QS_OK) return st;
+        }
+        if (src->k < dst->k) {
+            st = merge_levels(dst, NULL, NULL, 0, src->k);
+            if (st != QS_OK) return st;
+        }
+        note_range(dst, src->min, src->max);
+        dst->n += src->n;
+        dst->nan_count += src->nan_count;
+        qs_invalidate(dst);
+        return QS_OK;
+    }
+    if (dst->tab_limit) { /* src has compactors: dst's table must join them first */
+        st = table_flush(dst);
+        if (st != QS_OK) return st;
+    }
     const double *levels[QS_KLL_MAX_LEVELS];
     uint32_t sizes[QS_KLL_MAX_LEVELS];
     for (uint32_t h = 0; h < src->num_levels; h++) {
@@ -507,12 +689,12 @@ qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
         sizes[h] = src->levels[h + 1] - src->levels[h];
     }
     const uint32_t new_k = src->k < dst->k ? src->k : dst->k;
-    qs_status st = merge_levels(dst, levels, sizes, src->num_levels, new_k);
+    st = merge_levels(dst, levels, sizes, src->num_levels, new_k);
     if (st != QS_OK) return st;
     note_range(dst, src->min, src->max);
     dst->n += src->n;
     dst->nan_count += src->nan_count;
-    dst->compacted |= src->compacted;
+    if (src->compacted > dst->compacted) dst->compacted = src->compacted;
     return QS_OK;
 }
 
@@ -604,7 +786,7 @@ static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b)
         sk->rng = saved;
         return st;
     }
-    sk->compacted = 1;
+    if (level > sk->compacted) sk->compacted = (uint8_t)level; /* the chunk was halved up to level */
     return QS_OK;
 }
 
@@ -618,11 +800,23 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
         if ((uint64_t)len - nans > UINT64_MAX - sk->n || nans > UINT64_MAX - sk->nan_count)
             return QS_EOVERFLOW;
     }
-    sk->view_valid = 0;
+    qs_invalidate(sk);
     bulk_scratch scratch = {NULL, NULL, NULL, NULL, NULL, NULL};
     double *chunk = NULL;
     qs_status st = QS_OK;
     size_t i = 0;
+    /* exact low-cardinality mode, until the table overflows into the compactors */
+    for (; i < len && sk->tab_limit; i++) {
+        const double v = x[i];
+        if (QS_UNLIKELY(v != v)) {
+            sk->nan_count++;
+            continue;
+        }
+        st = table_add(sk, v, 1);
+        if (st != QS_OK) return st;
+        note_range(sk, v, v);
+        sk->n++;
+    }
     while (i < len) {
         const uint32_t c = bulk_chunk_size(sk, len - i);
         if (c) {
@@ -678,7 +872,7 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
         }
     }
     bulk_scratch_free(&scratch);
-    sk->view_valid = 0;
+    qs_invalidate(sk);
     return st;
 }
 
@@ -702,57 +896,38 @@ qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *w,
     if (add_n > UINT64_MAX - sk->n || add_nan > UINT64_MAX - sk->nan_count) return QS_EOVERFLOW;
     if (max_w <= 1) return qs_kll_update_batch(sk, x, len, nan_raise);
 
-    /* Block by block: item x of weight w joins level h for every set bit h of
-     * w, each level is sorted, and the block is merged like a sketch. */
-    double *buf = malloc((size_t)QS_WEIGHTED_BLOCK * 64u * sizeof(double));
-    if (!buf) return QS_ENOMEM;
     qs_status st = QS_OK;
-    for (size_t start = 0; start < len && st == QS_OK; start += QS_WEIGHTED_BLOCK) {
+    size_t i = 0;
+    for (; i < len && sk->tab_limit; i++) { /* exact low-cardinality mode first */
+        if (x[i] != x[i]) {
+            sk->nan_count += w[i];
+            continue;
+        }
+        st = table_add(sk, x[i], w[i]);
+        if (st != QS_OK) return st;
+        note_range(sk, x[i], x[i]);
+        sk->n += w[i];
+    }
+    for (size_t start = i; start < len && st == QS_OK; start += QS_WEIGHTED_BLOCK) {
         const size_t end = len - start > QS_WEIGHTED_BLOCK ? start + QS_WEIGHTED_BLOCK : len;
-        uint32_t count[64] = {0};
-        uint32_t top = 0;
         uint64_t blk_n = 0, blk_nan = 0;
         double lo = INFINITY, hi = -INFINITY;
-        for (size_t i = start; i < end; i++) {
-            if (x[i] != x[i]) {
-                blk_nan += w[i];
+        for (size_t j = start; j < end; j++) {
+            if (x[j] != x[j]) {
+                blk_nan += w[j];
                 continue;
             }
-            blk_n += w[i];
-            lo = x[i] < lo ? x[i] : lo;
-            hi = x[i] > hi ? x[i] : hi;
-            for (uint64_t b = w[i]; b; b &= b - 1) {
-                const uint32_t h = (uint32_t)__builtin_ctzll(b);
-                count[h]++;
-                if (h + 1 > top) top = h + 1;
-            }
+            blk_n += w[j];
+            lo = x[j] < lo ? x[j] : lo;
+            hi = x[j] > hi ? x[j] : hi;
         }
-        double *level_items[64];
-        const double *levels[64];
-        uint32_t fill[64], offset = 0;
-        for (uint32_t h = 0; h < top; h++) {
-            levels[h] = level_items[h] = buf + offset;
-            fill[h] = 0;
-            offset += count[h];
-        }
-        for (size_t i = start; i < end; i++) {
-            if (x[i] != x[i]) continue;
-            for (uint64_t b = w[i]; b; b &= b - 1) {
-                const uint32_t h = (uint32_t)__builtin_ctzll(b);
-                level_items[h][fill[h]++] = x[i];
-            }
-        }
-        for (uint32_t h = 1; h < top; h++) qs_sort_doubles(level_items[h], count[h]);
-        if (top > 0) {
-            st = merge_levels(sk, levels, count, top, sk->k);
-            if (st != QS_OK) break;
-            note_range(sk, lo, hi);
-        }
+        st = insert_weighted(sk, x + start, w + start, end - start);
+        if (st != QS_OK) break;
+        if (blk_n) note_range(sk, lo, hi);
         sk->n += blk_n;
         sk->nan_count += blk_nan;
     }
-    free(buf);
-    sk->view_valid = 0;
+    qs_invalidate(sk);
     return st;
 }
 
@@ -762,6 +937,26 @@ static qs_status build_view(qs_kll *sk)
 {
     if (sk->view_valid) return QS_OK;
     const uint32_t R = qs_kll_num_retained(sk);
+    if (sk->tab_limit) { /* exact mode: the table is the view */
+        if (R > sk->view_cap) {
+            double *vi = realloc(sk->view_items, (size_t)R * sizeof(double));
+            if (!vi) return QS_ENOMEM;
+            sk->view_items = vi;
+            uint64_t *vc = realloc(sk->view_cum, (size_t)R * sizeof(uint64_t));
+            if (!vc) return QS_ENOMEM;
+            sk->view_cum = vc;
+            sk->view_cap = R;
+        }
+        uint64_t cum = 0;
+        for (uint32_t i = 0; i < R; i++) {
+            sk->view_items[i] = sk->tab_values[i];
+            cum += sk->tab_counts[i];
+            sk->view_cum[i] = cum;
+        }
+        sk->view_size = R;
+        sk->view_valid = 1;
+        return QS_OK;
+    }
     if (R > sk->view_cap) {
         double *vi = realloc(sk->view_items, (size_t)R * sizeof(double));
         if (!vi) return QS_ENOMEM;
@@ -852,8 +1047,8 @@ qs_status qs_kll_sorted_view(qs_kll *sk, const double **items, const uint64_t **
  */
 #define QS_SEARCH_LANES 8
 
-static void count_below_many(const double *a, size_t n, const double *q, size_t len,
-                             int inclusive, size_t *out)
+void qs_count_below_many(const double *a, size_t n, const double *q, size_t len, int inclusive,
+                         size_t *out)
 {
     size_t i = 0;
     for (; i + QS_SEARCH_LANES <= len; i += QS_SEARCH_LANES) {
@@ -926,7 +1121,7 @@ qs_status qs_kll_rank(qs_kll *sk, const double *q, size_t len, int inclusive, do
     size_t idx[256];
     for (size_t start = 0; start < len; start += 256) {
         const size_t m = len - start < 256 ? len - start : 256;
-        count_below_many(items, R, q + start, m, inclusive, idx);
+        qs_count_below_many(items, R, q + start, m, inclusive, idx);
         for (size_t i = 0; i < m; i++) out[start + i] = idx[i] ? (double)cum[idx[i] - 1] / n : 0.0;
     }
     return QS_OK;
@@ -1046,6 +1241,21 @@ int qs_kll_check_invariants(const qs_kll *sk, const char **message)
             if (weight > UINT64_MAX - lw) FAIL("level weights overflow");
             weight += lw;
         }
+    }
+    if (sk->tab_limit) {
+        if (sk->tab_size > sk->tab_limit) FAIL("the exact table is over its limit");
+        if (sk->levels[sk->num_levels] != sk->levels[0]) FAIL("exact table and compactors both hold items");
+        for (uint32_t i = 0; i < sk->tab_size; i++) {
+            const double v = sk->tab_values[i];
+            if (v != v) FAIL("an exact table value is NaN");
+            if (v < sk->min || v > sk->max) FAIL("an exact table value lies outside [min, max]");
+            if (i > 0 && !(sk->tab_values[i - 1] < v)) FAIL("exact table values are not strictly increasing");
+            if (sk->tab_counts[i] == 0) FAIL("an exact table count is zero");
+            if (weight > UINT64_MAX - sk->tab_counts[i]) FAIL("exact table counts overflow");
+            weight += sk->tab_counts[i];
+        }
+    } else if (sk->tab_size) {
+        FAIL("an exact table without a limit");
     }
     if (weight != sk->n) FAIL("retained weights do not add up to n");
     if (sk->n > 0 && !(sk->min <= sk->max)) FAIL("min is not <= max");

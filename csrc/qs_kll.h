@@ -32,6 +32,14 @@
 #define QS_KLL_DEFAULT_K 200
 #define QS_KLL_M 8            /* smallest level capacity */
 #define QS_KLL_MAX_LEVELS 64  /* n < 2^64 never needs more */
+#define QS_KLL_MAX_EXACT_LIMIT (1u << 20)
+
+/* Rank and quantile estimators (qs_interp.c). */
+typedef enum qs_estimator {
+    QS_EST_STEP = 0,    /* KLL's step function over the retained items       */
+    QS_EST_LINEAR = 1,  /* per-level interpolation, linear in value          */
+    QS_EST_LEARNED = 2  /* per-level interpolation through a learned CDF     */
+} qs_estimator;
 
 typedef struct qs_kll qs_kll;
 
@@ -54,6 +62,14 @@ qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *we
  * k.  On failure dst is unchanged. */
 qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src);
 
+/* Exact low-cardinality mode: while a sketch has seen at most `limit`
+ * distinct values it keeps them with exact counts, and every answer is exact.
+ * The default limit is max(256, 1.5 k); 0 disables the mode.  The limit can
+ * only be set on an empty sketch (QS_EINVAL otherwise). */
+uint32_t qs_kll_default_exact_limit(uint32_t k);
+qs_status qs_kll_set_exact_limit(qs_kll *sk, uint32_t limit);
+uint32_t qs_kll_exact_limit(const qs_kll *sk); /* 0 once the compactors took over */
+
 /* Accessors. */
 uint32_t qs_kll_k(const qs_kll *sk);
 uint64_t qs_kll_n(const qs_kll *sk);
@@ -73,6 +89,20 @@ double qs_kll_normalized_rank_error(uint32_t k, int pmf);
 qs_status qs_kll_rank(qs_kll *sk, const double *q, size_t len, int inclusive, double *out);
 /* p in [0, 1]; quantile(0) is the minimum and quantile(1) the maximum seen. */
 qs_status qs_kll_quantile(qs_kll *sk, const double *p, size_t len, int inclusive, double *out);
+/* The same queries with a chosen estimator (QS_EST_STEP gives the functions
+ * above).  The interpolating estimators are exact wherever the step one is
+ * (exact mode, exact low-cardinality mode, and at atoms: values retained more
+ * than once), and every rank they give lies within the step estimate's
+ * interval [exclusive, inclusive] widened by (2^h - 1)/2 for each level h
+ * that holds items. */
+qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive, int estimator,
+                          double *out);
+qs_status qs_kll_quantile_est(qs_kll *sk, const double *p, size_t len, int inclusive,
+                              int estimator, double *out);
+/* That widening, in items: sum over non-empty levels h of (2^h - 1)/2 (0 in
+ * exact mode). */
+double qs_kll_interp_slack(const qs_kll *sk);
+
 /* The sorted view: retained items ascending with their weights (2^level).
  * *items and *weights point into the sketch's cache, valid until the next
  * update or merge. */

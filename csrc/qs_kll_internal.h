@@ -7,6 +7,21 @@
 
 #include "qs_kll.h"
 
+/*
+ * What an interpolating estimator needs, built from the levels once per
+ * change (qs_interp.c).  Knots are the distinct retained values plus min and
+ * max; between two knots the estimated rank moves from hi[i] to lo[i+1]
+ * along the estimator's shape (linear in value, or the learned CDF model).
+ */
+typedef struct qs_est_view {
+    uint8_t valid;
+    uint32_t size, cap;
+    double *x;       /* knots, ascending */
+    double *lo;      /* estimated weight of the items < x[i]  */
+    double *hi;      /* estimated weight of the items <= x[i] */
+    double *sa, *sb; /* learned: normalized Hermite slopes at both ends of segment i */
+} qs_est_view;
+
 struct qs_kll {
     uint32_t k;
     uint32_t m;
@@ -20,10 +35,26 @@ struct qs_kll {
     double min, max;     /* NaN while n == 0 */
     uint64_t rng;        /* splitmix64 state */
     uint8_t level0_sorted;
-    uint8_t compacted;   /* set by the first compaction: answers are estimates from then on */
+    uint8_t compacted;   /* highest level a compaction has written into; 0 while every
+                            item is exact.  Items above it were put there by weighted
+                            updates: they are exact, not samples. */
     uint8_t user_flags;  /* opaque to the core, serialized for the binding */
     /* max(m, round(k (2/3)^d)) by depth d = num_levels - 1 - level; depends on k only */
     uint32_t cap_by_depth[QS_KLL_MAX_LEVELS + 1];
+
+    /* Exact low-cardinality mode.  While tab_limit > 0 the stream is held as
+     * its distinct values (ascending) with exact counts and the compactors
+     * are empty.  The first distinct value beyond tab_limit moves the table
+     * into the compactors as weighted items (exact: an item of weight w goes
+     * to the levels named by the bits of w), and tab_limit drops to 0 for
+     * good. */
+    uint32_t tab_limit;
+    uint32_t tab_size, tab_cap;
+    double *tab_values;
+    uint64_t *tab_counts;
+
+    /* Caches of the interpolating estimators (qs_interp.c), by estimator. */
+    qs_est_view *est[2];
 
     /* Cache of the sorted view, rebuilt lazily after any change. */
     uint8_t view_valid;
@@ -33,6 +64,19 @@ struct qs_kll {
     uint64_t *view_cum;  /* cumulative weights: view_cum[i] = weight of view_items[0..i] */
 };
 
+/* Every change to the items calls this: the cached views are stale. */
+static inline void qs_invalidate(qs_kll *sk)
+{
+    sk->view_valid = 0;
+    if (sk->est[0]) sk->est[0]->valid = 0;
+    if (sk->est[1]) sk->est[1]->valid = 0;
+}
+
+uint32_t qs_kll_compactor_retained(const qs_kll *sk);
+/* out[i] = number of a[0..n) that are <= q[i] (inclusive) or < q[i]. */
+void qs_count_below_many(const double *a, size_t n, const double *q, size_t len, int inclusive,
+                         size_t *out);
+void qs_est_view_free(qs_est_view *v);
 uint32_t qs_kll_level_capacity(uint32_t k, uint32_t m, uint32_t num_levels, uint32_t height);
 uint32_t qs_kll_total_capacity(uint32_t k, uint32_t m, uint32_t num_levels);
 qs_kll *qs_kll_alloc_empty(uint32_t k, uint64_t seed, qs_status *status);

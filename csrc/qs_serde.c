@@ -1,7 +1,8 @@
 /*
  * qs_serde.c -- the qsketch binary format for KLL sketches.
  *
- * Format version 1, all integers and doubles little-endian:
+ * Format version 2 (version 1 is the same without the exact-table section,
+ * and is still read), all integers and doubles little-endian:
  *
  *   offset  size  field
  *        0     3  magic "QSK"
@@ -11,8 +12,8 @@
  *        6     2  k
  *        8     1  m (smallest level capacity)
  *        9     1  number of levels L, 1..64
- *       10     1  binding flags (opaque to the core: nan policy, ...)
- *       11     1  reserved, 0
+ *       10     1  binding flags (opaque to the core: nan policy, estimator)
+ *       11     1  highest level written by a compaction (v2; 0 in v1)
  *       12     4  number of retained items R
  *       16     8  n, total weight of the non-NaN items
  *       24     8  nan_count
@@ -21,7 +22,11 @@
  *       48     8  PRNG state, so a decoded sketch continues the same random stream
  *       56   4*L  size of each level, level 0 first
  *    56+4L   8*R  retained items, level 0 first, each level in storage order
- *  56+4L+8R    4  CRC-32 (zlib's) of every byte before it
+ *        .     4  exact-table limit (0: the compactors hold the stream)   [v2]
+ *        .     4  exact-table size T                                      [v2]
+ *        .   8*T  exact-table values, strictly increasing                 [v2]
+ *        .   8*T  exact-table counts                                      [v2]
+ *      end     4  CRC-32 (zlib's) of every byte before it
  *
  * The decoder checks the length before every read, then the checksum, then
  * every field and the sketch's invariants (sorted levels, weights adding up
@@ -35,7 +40,7 @@
 #include "qs_crc32.h"
 #include "qs_kll_internal.h"
 
-#define QS_FORMAT_VERSION 1
+#define QS_FORMAT_VERSION 2
 #define QS_TYPE_KLL_F64 1
 #define QS_HEADER_BYTES 56u
 #define QS_FLAG_LEVEL0_SORTED 1u
@@ -79,7 +84,8 @@ static double get_f64(const uint8_t *p)
 
 size_t qs_kll_serialized_size(const qs_kll *sk)
 {
-    return QS_HEADER_BYTES + 4u * (size_t)sk->num_levels + 8u * (size_t)qs_kll_num_retained(sk) + 4u;
+    return QS_HEADER_BYTES + 4u * (size_t)sk->num_levels +
+           8u * (size_t)qs_kll_compactor_retained(sk) + 8u + 16u * (size_t)sk->tab_size + 4u;
 }
 
 qs_status qs_kll_serialize(const qs_kll *sk, uint8_t *buf, size_t cap, size_t *written)
@@ -95,8 +101,8 @@ qs_status qs_kll_serialize(const qs_kll *sk, uint8_t *buf, size_t cap, size_t *w
     buf[8] = (uint8_t)sk->m;
     buf[9] = (uint8_t)sk->num_levels;
     buf[10] = sk->user_flags;
-    buf[11] = 0;
-    put_u32(buf + 12, qs_kll_num_retained(sk));
+    buf[11] = sk->compacted;
+    put_u32(buf + 12, qs_kll_compactor_retained(sk));
     put_u64(buf + 16, sk->n);
     put_u64(buf + 24, sk->nan_count);
     put_f64(buf + 32, sk->min);
@@ -107,6 +113,11 @@ qs_status qs_kll_serialize(const qs_kll *sk, uint8_t *buf, size_t cap, size_t *w
         put_u32(p, sk->levels[h + 1] - sk->levels[h]);
     for (uint32_t i = sk->levels[0]; i < sk->levels[sk->num_levels]; i++, p += 8)
         put_f64(p, sk->items[i]);
+    put_u32(p, sk->tab_limit);
+    put_u32(p + 4, sk->tab_size);
+    p += 8;
+    for (uint32_t i = 0; i < sk->tab_size; i++, p += 8) put_f64(p, sk->tab_values[i]);
+    for (uint32_t i = 0; i < sk->tab_size; i++, p += 8) put_u64(p, sk->tab_counts[i]);
     put_u32(p, qs_crc32(buf, size - 4));
     *written = size;
     return QS_OK;
@@ -124,8 +135,16 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     const uint32_t retained = get_u32(buf + 12);
     if (num_levels < 1 || num_levels > QS_KLL_MAX_LEVELS)
         FAIL(QS_EFORMAT, "corrupt: level count out of range");
-    const uint64_t expected = (uint64_t)QS_HEADER_BYTES + 4u * (uint64_t)num_levels +
-                              8u * (uint64_t)retained + 4u;
+    const uint32_t version = buf[3];
+    const uint64_t items_end = (uint64_t)QS_HEADER_BYTES + 4u * (uint64_t)num_levels + 8u * (uint64_t)retained;
+    uint64_t expected = items_end + 4u;
+    uint32_t tab_limit = 0, tab_size = 0;
+    if (version >= 2) {
+        if (len < items_end + 12u) FAIL(QS_EFORMAT, "truncated: fewer bytes than the header announces");
+        tab_limit = get_u32(buf + items_end);
+        tab_size = get_u32(buf + items_end + 4);
+        expected = items_end + 8u + 16u * (uint64_t)tab_size + 4u;
+    }
     if (len < expected) FAIL(QS_EFORMAT, "truncated: fewer bytes than the header announces");
     if (len > expected) FAIL(QS_EFORMAT, "trailing bytes after the sketch");
     if (qs_crc32(buf, len - 4) != get_u32(buf + len - 4))
@@ -135,7 +154,10 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     const uint32_t k = get_u16(buf + 6);
     if (k < QS_KLL_MIN_K || k > QS_KLL_MAX_K) FAIL(QS_EFORMAT, "corrupt: k out of range");
     if (buf[8] != QS_KLL_M) FAIL(QS_EFORMAT, "corrupt: unsupported m");
-    if (buf[11] != 0) FAIL(QS_EFORMAT, "corrupt: reserved byte is not zero");
+    const int estimation = (buf[5] & QS_FLAG_ESTIMATION) != 0;
+    if (buf[3] == 1 && buf[11] != 0) FAIL(QS_EFORMAT, "corrupt: reserved byte is not zero");
+    if (buf[3] >= 2 && (buf[11] > num_levels || (buf[11] != 0) != estimation))
+        FAIL(QS_EFORMAT, "corrupt: compaction level inconsistent with the flags");
 
     uint64_t sum = 0;
     for (uint32_t h = 0; h < num_levels; h++) sum += get_u32(buf + QS_HEADER_BYTES + 4u * h);
@@ -144,6 +166,8 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     qs_status st;
     qs_kll *sk = qs_kll_alloc_empty(k, get_u64(buf + 48), &st);
     if (!sk) FAIL(st, "out of memory");
+    if (tab_limit > QS_KLL_MAX_EXACT_LIMIT || tab_size > tab_limit)
+        FAIL(QS_EFORMAT, "corrupt: exact table size or limit out of range");
     const uint32_t total = qs_kll_total_capacity(k, QS_KLL_M, num_levels);
     const uint32_t cap = total > retained ? total : retained;
     sk->items = malloc((size_t)(cap ? cap : 1) * sizeof(double));
@@ -153,7 +177,8 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     }
     sk->num_levels = num_levels;
     sk->level0_sorted = (buf[5] & QS_FLAG_LEVEL0_SORTED) != 0;
-    sk->compacted = (buf[5] & QS_FLAG_ESTIMATION) != 0;
+    /* version 1 did not record the level: any level may hold samples */
+    sk->compacted = (uint8_t)(buf[3] >= 2 ? buf[11] : (estimation ? num_levels : 0));
     sk->user_flags = buf[10];
     sk->n = get_u64(buf + 16);
     sk->nan_count = get_u64(buf + 24);
@@ -167,6 +192,19 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     sk->levels[num_levels] = offset;
     const uint8_t *p = buf + QS_HEADER_BYTES + 4u * num_levels;
     for (uint32_t i = 0; i < retained; i++, p += 8) sk->items[cap - retained + i] = get_f64(p);
+    sk->tab_limit = tab_limit; /* a version 1 sketch had no table: 0 */
+    if (tab_size) {
+        sk->tab_values = malloc((size_t)tab_size * sizeof(double));
+        sk->tab_counts = malloc((size_t)tab_size * sizeof(uint64_t));
+        if (!sk->tab_values || !sk->tab_counts) {
+            qs_kll_free(sk);
+            FAIL(QS_ENOMEM, "out of memory");
+        }
+        sk->tab_size = sk->tab_cap = tab_size;
+        p += 8;
+        for (uint32_t i = 0; i < tab_size; i++, p += 8) sk->tab_values[i] = get_f64(p);
+        for (uint32_t i = 0; i < tab_size; i++, p += 8) sk->tab_counts[i] = get_u64(p);
+    }
 
     const char *why;
     if (qs_kll_check_invariants(sk, &why)) {

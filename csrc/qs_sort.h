@@ -25,7 +25,7 @@
 
 /* ---- introsort on doubles ------------------------------------------------ */
 
-static void qs_insertion_sort(double *a, size_t n)
+static inline void qs_insertion_sort(double *a, size_t n)
 {
     for (size_t i = 1; i < n; i++) {
         double v = a[i];
@@ -38,7 +38,7 @@ static void qs_insertion_sort(double *a, size_t n)
     }
 }
 
-static void qs_sift_down(double *a, size_t start, size_t n)
+static inline void qs_sift_down(double *a, size_t start, size_t n)
 {
     size_t root = start;
     for (;;) {
@@ -51,7 +51,7 @@ static void qs_sift_down(double *a, size_t start, size_t n)
     }
 }
 
-static void qs_heap_sort(double *a, size_t n)
+static inline void qs_heap_sort(double *a, size_t n)
 {
     if (n < 2) return;
     for (size_t i = n / 2; i-- > 0;) qs_sift_down(a, i, n);
@@ -61,7 +61,7 @@ static void qs_heap_sort(double *a, size_t n)
     }
 }
 
-static void qs_introsort_rec(double *a, size_t n, int depth)
+static inline void qs_introsort_rec(double *a, size_t n, int depth)
 {
     while (n > 16) {
         if (depth-- == 0) {
@@ -95,7 +95,7 @@ static void qs_introsort_rec(double *a, size_t n, int depth)
     qs_insertion_sort(a, n);
 }
 
-static void qs_sort_doubles(double *a, size_t n)
+static inline void qs_sort_doubles(double *a, size_t n)
 {
     int depth = 0;
     for (size_t m = n; m > 1; m >>= 1) depth += 2;
@@ -128,7 +128,7 @@ QS_INLINE size_t qs_partition(double *a, size_t n, double pivot, int or_equal)
 }
 
 /* Targets t[0..nt) are sorted; target i is at a[t[i] - base]. */
-static void qs_multiselect_rec(double *a, size_t n, const size_t *t, size_t nt, size_t base,
+static inline void qs_multiselect_rec(double *a, size_t n, const size_t *t, size_t nt, size_t base,
                                int depth)
 {
     while (nt > 0) {
@@ -169,7 +169,7 @@ static void qs_multiselect_rec(double *a, size_t n, const size_t *t, size_t nt, 
  * for every i; the other items are permuted.  t must be strictly increasing
  * and every t[i] < n.
  */
-static void qs_multiselect(double *a, size_t n, const size_t *t, size_t nt)
+static inline void qs_multiselect(double *a, size_t n, const size_t *t, size_t nt)
 {
     int depth = 0;
     for (size_t m = n; m > 1; m >>= 1) depth += 2;
@@ -182,7 +182,7 @@ static void qs_multiselect(double *a, size_t n, const size_t *t, size_t nt)
 #define QS_SELECT_SAMPLE 1024
 #define QS_SELECT_MIN_N 16384
 
-static void qs_eytzinger_fill(const double *sorted, double *tree, size_t *next, size_t node,
+static inline void qs_eytzinger_fill(const double *sorted, double *tree, size_t *next, size_t node,
                               size_t size)
 {
     if (node >= size) return;
@@ -201,7 +201,7 @@ static void qs_eytzinger_fill(const double *sorted, double *tree, size_t *next, 
  * Duplicates and skewed data only make some buckets larger; qs_multiselect's
  * depth limit bounds the worst case.
  */
-static void qs_select_many(double *a, size_t n, const size_t *t, size_t nt, double *out,
+static inline void qs_select_many(double *a, size_t n, const size_t *t, size_t nt, double *out,
                            double *work, uint8_t *ids, size_t *rel)
 {
     if (n < QS_SELECT_MIN_N) {

@@ -17,6 +17,7 @@ cdef extern from "qs_kll.h" nogil:
         QS_KLL_MIN_K
         QS_KLL_MAX_K
         QS_KLL_DEFAULT_K
+        QS_KLL_MAX_EXACT_LIMIT
     ctypedef struct qs_kll:
         pass
 
@@ -41,6 +42,14 @@ cdef extern from "qs_kll.h" nogil:
     uint8_t qs_kll_user_flags(const qs_kll *sk)
     void qs_kll_set_user_flags(qs_kll *sk, uint8_t flags)
     double qs_kll_normalized_rank_error(uint32_t k, int pmf)
+    uint32_t qs_kll_default_exact_limit(uint32_t k)
+    qs_status qs_kll_set_exact_limit(qs_kll *sk, uint32_t limit)
+    uint32_t qs_kll_exact_limit(const qs_kll *sk)
+    qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive, int estimator,
+                              double *out)
+    qs_status qs_kll_quantile_est(qs_kll *sk, const double *p, size_t len, int inclusive,
+                                  int estimator, double *out)
+    double qs_kll_interp_slack(const qs_kll *sk)
 
     qs_status qs_kll_rank(qs_kll *sk, const double *q, size_t len, int inclusive, double *out)
     qs_status qs_kll_quantile(qs_kll *sk, const double *p, size_t len, int inclusive, double *out)

@@ -42,6 +42,13 @@ cdef enum:
 # Bits of the "binding flags" byte of the C sketch, kept in the serialized form.
 cdef enum:
     FLAG_NAN_RAISE = 1
+    FLAG_ESTIMATOR_SHIFT = 1  # bits 1-2: index into ESTIMATORS (0, the default: learned)
+    FLAG_ESTIMATOR_MASK = 6
+
+# Estimator names, in the order of their code in the binding flags, and the C
+# enum value each maps to.
+ESTIMATORS = ("learned", "linear", "step")
+cdef int[3] _EST_C = [2, 1, 0]  # QS_EST_LEARNED, QS_EST_LINEAR, QS_EST_STEP
 
 # Confidence of the a priori error constants (see qs_kll_normalized_rank_error).
 cdef double _BASE_DELTA = 0.01
@@ -114,6 +121,7 @@ cdef class KLLSketch:
     cdef qs_kll *_sk
     cdef PyThread_type_lock _lock
     cdef int _nan_raise
+    cdef int _estimator  # index into ESTIMATORS
     cdef double *_pending
     cdef Py_ssize_t _npending
     # How many scalar updates may be staged before n or nan_count could pass
@@ -128,17 +136,22 @@ cdef class KLLSketch:
         if self._lock == NULL:
             raise MemoryError("cannot allocate a lock")
 
-    def __init__(self, k=DEFAULT_K, *, seed=None, nan_policy="ignore"):
+    def __init__(self, k=DEFAULT_K, *, seed=None, nan_policy="ignore", estimator="learned",
+                 exact_limit=None):
         cdef uint32_t kk = _validate.check_k(k, MIN_K, MAX_K)
         cdef uint64_t sd = _validate.check_seed(seed)
         policy = _validate.check_nan_policy(nan_policy)
+        cdef int est = _validate.check_estimator(estimator, ESTIMATORS)
+        cdef uint32_t limit = (c.qs_kll_default_exact_limit(kk) if exact_limit is None
+                               else _validate.check_exact_limit(exact_limit, c.QS_KLL_MAX_EXACT_LIMIT))
         cdef qs_status st
         cdef qs_kll *sk = c.qs_kll_new(kk, sd, &st)
         if sk == NULL:
             raise _status_error(st, "KLLSketch()")
+        c.qs_kll_set_exact_limit(sk, limit)
+        c.qs_kll_set_user_flags(sk, (FLAG_NAN_RAISE if policy == "raise" else 0)
+                                | (est << FLAG_ESTIMATOR_SHIFT))
         self._adopt(sk)
-        self._nan_raise = policy == "raise"
-        c.qs_kll_set_user_flags(self._sk, FLAG_NAN_RAISE if self._nan_raise else 0)
 
     def __dealloc__(self):
         if self._sk != NULL:
@@ -151,7 +164,11 @@ cdef class KLLSketch:
         if self._sk != NULL:
             c.qs_kll_free(self._sk)
         self._sk = sk
-        self._nan_raise = (c.qs_kll_user_flags(sk) & FLAG_NAN_RAISE) != 0
+        cdef uint8_t flags = c.qs_kll_user_flags(sk)
+        self._nan_raise = (flags & FLAG_NAN_RAISE) != 0
+        self._estimator = (flags & FLAG_ESTIMATOR_MASK) >> FLAG_ESTIMATOR_SHIFT
+        if self._estimator >= 3:  # unknown code from a newer writer: the default
+            self._estimator = 0
         self._refresh_headroom()
 
     cdef void _refresh_headroom(self) noexcept:
@@ -450,15 +467,52 @@ cdef class KLLSketch:
         """"ignore" or "raise" (see the class documentation)."""
         return "raise" if self._nan_raise else "ignore"
 
+    @property
+    def estimator(self):
+        """The default estimator of rank and quantile queries: "learned",
+        "linear" or "step" (see the class documentation)."""
+        return ESTIMATORS[self._estimator]
+
+    @property
+    def exact_limit(self):
+        """How many distinct values the sketch still counts exactly.
+
+        While the stream has at most this many distinct values, the sketch
+        keeps each with its exact count and every answer is exact.  The
+        first distinct value beyond it moves them into the compactors, and
+        this becomes 0.
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> s = qsketch.KLLSketch(seed=0)
+        >>> s.exact_limit
+        300
+        >>> s.update([1, 2, 3] * 1000)
+        >>> s.is_estimation_mode, s.rank(2), s.exact_limit
+        (False, 0.6666666666666666, 300)
+        """
+        self._sync()
+        try:
+            return c.qs_kll_exact_limit(self._sk)
+        finally:
+            self._release()
+
+    cdef int _estimator_code(self, estimator) except -1:
+        if estimator is None:
+            return _EST_C[self._estimator]
+        return _EST_C[_validate.check_estimator(estimator, ESTIMATORS)]
+
     # ---- queries -----------------------------------------------------------
 
-    def rank(self, x, inclusive=True):
+    def rank(self, x, inclusive=True, estimator=None):
         """Estimated normalized rank of ``x``: the fraction of items <= x
         (``inclusive=True``) or < x (``inclusive=False``).
 
         ``x`` may be a number (returns a float) or an array of any shape
         (returns an array of that shape).  NaN query values raise ValueError.
-        An empty sketch returns NaN.
+        An empty sketch returns NaN.  ``estimator`` ("learned", "linear" or
+        "step") overrides the sketch's default for this call.
 
         Examples
         --------
@@ -471,12 +525,13 @@ cdef class KLLSketch:
         """
         cdef double q, r
         cdef qs_status st
+        cdef int est = self._estimator_code(estimator)
         if PyFloat_Check(x) or PyLong_Check(x):
             q = x
             if q != q:
                 raise ValueError("query values must not be NaN")
             self._sync()
-            st = c.qs_kll_rank(self._sk, &q, 1, inclusive, &r)
+            st = c.qs_kll_rank_est(self._sk, &q, 1, inclusive, est, &r)
             self._release()
             if st != c.QS_OK:
                 raise _status_error(st, "rank()")
@@ -484,12 +539,12 @@ cdef class KLLSketch:
         arr = _validate.as_queries(x)
         flat = np.ascontiguousarray(arr.reshape(-1))
         out = np.empty(flat.shape[0], dtype=np.float64)
-        self._query(flat, out, inclusive, False)
+        self._query(flat, out, inclusive, False, est)
         if arr.ndim == 0 and not isinstance(x, np.ndarray):
             return float(out[0])  # a numpy scalar in, a float out
         return out.reshape(arr.shape)
 
-    cdef _query(self, flat, out, bint inclusive, bint quantile):
+    cdef _query(self, flat, out, bint inclusive, bint quantile, int est):
         cdef const double[::1] qv = flat
         cdef double[::1] ov = out
         cdef size_t n = qv.shape[0]
@@ -499,14 +554,14 @@ cdef class KLLSketch:
         self._sync()
         with nogil:
             if quantile:
-                st = c.qs_kll_quantile(self._sk, &qv[0], n, inclusive, &ov[0])
+                st = c.qs_kll_quantile_est(self._sk, &qv[0], n, inclusive, est, &ov[0])
             else:
-                st = c.qs_kll_rank(self._sk, &qv[0], n, inclusive, &ov[0])
+                st = c.qs_kll_rank_est(self._sk, &qv[0], n, inclusive, est, &ov[0])
         self._release()
         if st != c.QS_OK:
             raise _status_error(st, "quantile()" if quantile else "rank()")
 
-    def cdf(self, splits, inclusive=True):
+    def cdf(self, splits, inclusive=True, estimator=None):
         """Estimated cumulative distribution at the split points.
 
         Returns an array of ``len(splits) + 1`` values: the rank of each split
@@ -520,13 +575,14 @@ cdef class KLLSketch:
         >>> s.cdf([1.5, 3])
         array([0.25, 0.75, 1.  ])
         """
+        cdef int est = self._estimator_code(estimator)
         arr = _validate.as_splits(splits)
         out = np.empty(arr.shape[0] + 1, dtype=np.float64)
-        self._query(arr, out[:-1], inclusive, False)
+        self._query(arr, out[:-1], inclusive, False, est)
         out[-1] = np.nan if self.is_empty else 1.0
         return out
 
-    def pmf(self, splits, inclusive=True):
+    def pmf(self, splits, inclusive=True, estimator=None):
         """Estimated probability mass between consecutive split points.
 
         Returns ``len(splits) + 1`` masses: below the first split point,
@@ -539,15 +595,18 @@ cdef class KLLSketch:
         >>> s.pmf([1.5, 3])
         array([0.25, 0.5 , 0.25])
         """
-        cdf = self.cdf(splits, inclusive)
+        cdf = self.cdf(splits, inclusive, estimator)
         return np.diff(cdf, prepend=0.0)
 
-    def quantile(self, p, inclusive=True):
-        """Estimated quantile: the retained item whose rank reaches ``p``.
+    def quantile(self, p, inclusive=True, estimator=None):
+        """Estimated quantile: the inverse of ``rank``.
 
         With ``inclusive=True`` this is the smallest x with rank(x) >= p (in
         exact mode, the "inverted_cdf" method of numpy.quantile); with
-        ``inclusive=False`` the smallest x with rank(x) > p.  ``quantile(0)``
+        ``inclusive=False`` the smallest x with rank(x) > p.  With the step
+        estimator x is always a retained item; the interpolating estimators
+        return values between retained items where the rank moves
+        continuously, and the atom itself where it jumps.  ``quantile(0)``
         and ``quantile(1)`` are the exact minimum and maximum.  ``p`` may be a
         number or an array of any shape, each in [0, 1] (anything else raises
         ValueError).  An empty sketch returns NaN.
@@ -563,12 +622,13 @@ cdef class KLLSketch:
         """
         cdef double pp, r
         cdef qs_status st
+        cdef int est = self._estimator_code(estimator)
         if PyFloat_Check(p) or PyLong_Check(p):
             pp = p
             if not (0.0 <= pp <= 1.0):
                 raise ValueError(f"probabilities must lie in [0, 1]; got {p!r}")
             self._sync()
-            st = c.qs_kll_quantile(self._sk, &pp, 1, inclusive, &r)
+            st = c.qs_kll_quantile_est(self._sk, &pp, 1, inclusive, est, &r)
             self._release()
             if st != c.QS_OK:
                 raise _status_error(st, "quantile()")
@@ -576,12 +636,12 @@ cdef class KLLSketch:
         arr = _validate.as_probabilities(p)
         flat = np.ascontiguousarray(arr.reshape(-1))
         out = np.empty(flat.shape[0], dtype=np.float64)
-        self._query(flat, out, inclusive, True)
+        self._query(flat, out, inclusive, True, est)
         if arr.ndim == 0 and not isinstance(p, np.ndarray):
             return float(out[0])  # a numpy scalar in, a float out
         return out.reshape(arr.shape)
 
-    def quantiles(self, ps, inclusive=True):
+    def quantiles(self, ps, inclusive=True, estimator=None):
         """Estimated quantiles at each probability in ``ps``, as an array.
 
         Examples
@@ -591,7 +651,7 @@ cdef class KLLSketch:
         >>> s.quantiles([0.1, 0.5, 0.9])
         array([10., 50., 90.])
         """
-        return self.quantile(np.atleast_1d(_validate.as_probabilities(ps)), inclusive)
+        return self.quantile(np.atleast_1d(_validate.as_probabilities(ps)), inclusive, estimator)
 
     def normalized_rank_error(self, pmf=False):
         """A priori normalized rank error for this sketch's k, at ~99% confidence.
@@ -612,7 +672,9 @@ cdef class KLLSketch:
         """Lower and upper bounds on the true normalized rank of ``x``.
 
         Returns ``(lower, upper)``, each a float or an array shaped like ``x``:
-        the estimate minus and plus the a priori error, clipped to [0, 1].
+        the step estimate (KLL's guarantee is about it, whatever the
+        sketch's default estimator) minus and plus the a priori error,
+        clipped to [0, 1].
         The error at confidence ``1 - delta`` scales as
         ``sqrt(log(2 / delta))`` (the sub-Gaussian tail of KLL's error) from
         the 99% constant.  In exact mode the bounds equal the exact rank.
@@ -625,7 +687,7 @@ cdef class KLLSketch:
         (0.5, 0.5)
         """
         conf = _validate.check_confidence(confidence)
-        r = self.rank(x, True)
+        r = self.rank(x, True, "step")
         if not self.is_estimation_mode:
             eps = 0.0
         else:

@@ -123,3 +123,19 @@ def check_confidence(confidence):
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1); got {confidence!r}")
     return float(confidence)
+
+
+def check_estimator(estimator, names):
+    """Return the index of ``estimator`` in ``names``."""
+    if not isinstance(estimator, str) or estimator not in names:
+        choices = ", ".join(repr(n) for n in names)
+        raise ValueError(f"estimator must be one of {choices}; got {estimator!r}")
+    return names.index(estimator)
+
+
+def check_exact_limit(limit, maximum):
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)):
+        raise TypeError(f"exact_limit must be a non-negative integer or None; got {type(limit).__name__}")
+    if not 0 <= limit <= maximum:
+        raise ValueError(f"exact_limit must be in [0, {maximum}]; got {limit}")
+    return int(limit)

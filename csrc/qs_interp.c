@@ -1,0 +1,427 @@
+/*
+ * qs_interp.c -- interpolating rank and quantile estimators over KLL levels.
+ *
+ * After Schiefer, Chen, Indyk, Narayanan, Silwal, Wagner (2023), "Learned
+ * Interpolation for Better Streaming Quantile Approximation with Worst-Case
+ * Guarantees".  KLL's step estimator counts each retained item of level h as
+ * 2^h items sitting exactly at its value.  They are not: a compaction keeps
+ * one item of each sorted pair, so a survivor stands for stream items on both
+ * sides of it, and after h compactions for 2^h items spread between its
+ * neighbours in the same level.  The interpolating estimators place that mass
+ * where it belongs:
+ *
+ *  - an item of level h >= 1 that is not an atom keeps a point mass of 1 (it
+ *    is a real stream item) and spreads (2^h - 1)/2 into the gap to its left
+ *    neighbour in its level and as much into the gap to its right (the gaps
+ *    at the ends reach min and max, which the sketch knows exactly);
+ *  - an atom, a value retained more than once (ties, discrete scores), every
+ *    item of level 0, and the items above the highest level any compaction
+ *    has reached (weighted updates put exact items there) keep their whole
+ *    weight as a point mass;
+ *  - inside a gap (a, b) of a level, the gap's mass M is spread along a shape
+ *    G: the mass below q is M (G(q) - G(a)) / (G(b) - G(a)).  "linear" takes
+ *    G(q) = q.  "learned" takes for G a monotone cubic (PCHIP, Fritsch and
+ *    Carlson 1980) through the sketch's own mid-rank CDF at every retained
+ *    value: the wide gaps of the top levels are then filled in the shape that
+ *    the finer lower levels see, which follows heavy tails and curved
+ *    densities that a straight line cannot.
+ *
+ * Summing the levels, the estimated rank is piecewise in G between
+ * consecutive distinct retained values (knots), so one pass builds, per knot
+ * x[i], the estimated weights lo[i] (< x[i]) and hi[i] (<= x[i]); a query is
+ * then a binary search and one evaluation of G.  quantile() inverts it.
+ *
+ * Guarantee: each level's share differs from its step count by at most
+ * (2^h - 1)/2, so every estimate lies within the step estimator's interval
+ * [exclusive, inclusive] widened by qs_kll_interp_slack() items: KLL's bound
+ * plus at most half an item weight per level.  In exact mode, in the exact
+ * low-cardinality mode and before any compaction the step estimator is exact,
+ * and the interpolating estimators return its answers.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qs_kll_internal.h"
+#include "qs_sort.h"
+
+void qs_est_view_free(qs_est_view *v)
+{
+    if (!v) return;
+    free(v->x);
+    free(v->lo);
+    free(v->hi);
+    free(v->sa);
+    free(v->sb);
+    free(v);
+}
+
+static qs_status est_reserve(qs_est_view *v, uint32_t n)
+{
+    if (n <= v->cap) return QS_OK;
+    double **arrays[5] = {&v->x, &v->lo, &v->hi, &v->sa, &v->sb};
+    for (int a = 0; a < 5; a++) {
+        double *p = realloc(*arrays[a], (size_t)n * sizeof(double));
+        if (!p) return QS_ENOMEM;
+        *arrays[a] = p;
+    }
+    v->cap = n;
+    return QS_OK;
+}
+
+static int interpolates(const qs_kll *sk) { return sk->compacted && !sk->tab_limit; }
+
+double qs_kll_interp_slack(const qs_kll *sk)
+{
+    if (!interpolates(sk)) return 0.0;
+    double slack = 0.0;
+    for (uint32_t h = 1; h < sk->num_levels && h <= sk->compacted; h++)
+        if (sk->levels[h + 1] > sk->levels[h]) slack += (ldexp(1.0, (int)h) - 1.0) / 2.0;
+    return slack;
+}
+
+/* Where q lies between a and b, in [0, 1], without overflow; 1/2 when the
+ * segment is not finite (no value can be placed inside it). */
+QS_INLINE double value_fraction(double a, double b, double q)
+{
+    if (!(isfinite(a) && isfinite(b))) return 0.5;
+    const double den = b * 0.5 - a * 0.5;
+    if (!(den > 0.0)) return 0.5;
+    const double f = (q * 0.5 - a * 0.5) / den;
+    return f < 0.0 ? 0.0 : (f > 1.0 ? 1.0 : f);
+}
+
+/* The normalized Hermite cubic of one segment: g(0) = 0, g(1) = 1, slopes sa
+ * and sb at the ends; monotone for slopes in [0, 3]. */
+QS_INLINE double hermite(double t, double sa, double sb)
+{
+    const double u = 1.0 - t;
+    return t * t * (3.0 - 2.0 * t) + sa * t * u * u - sb * t * t * u;
+}
+
+/* The t in [0, 1] with hermite(t) = g: Newton steps kept inside a shrinking bracket. */
+static double hermite_inverse(double g, double sa, double sb)
+{
+    double lo = 0.0, hi = 1.0, t = g;
+    for (int it = 0; it < 60; it++) {
+        const double f = hermite(t, sa, sb) - g;
+        if (fabs(f) < 1e-15) break;
+        if (f < 0.0) lo = t;
+        else hi = t;
+        const double u = 1.0 - t;
+        const double d = 6.0 * t * u + sa * u * (u - 2.0 * t) + sb * t * (3.0 * t - 2.0);
+        double next = d > 0.0 ? t - f / d : 0.5 * (lo + hi);
+        if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+        if (hi - lo < 1e-15) break;
+        t = next;
+    }
+    return t;
+}
+
+/* Spread mass M over the gap between knots a < b (see the top of the file). */
+static void add_gap(const qs_est_view *v, const double *F, int learned, uint32_t a, uint32_t b,
+                    double M, double *point, double *diff, double *partial)
+{
+    if (M <= 0.0) return;
+    if (a == b) { /* no room: keep it at the knot */
+        point[a] += M;
+        diff[a + 1] += M;
+        return;
+    }
+    diff[b] += M;
+    if (learned) {
+        const double base = F[a], span = F[b] - F[a];
+        for (uint32_t i = a + 1; i < b; i++) partial[i] += M * ((F[i] - base) / span);
+    } else {
+        for (uint32_t i = a + 1; i < b; i++) partial[i] += M * value_fraction(v->x[a], v->x[b], v->x[i]);
+    }
+}
+
+/* Fritsch-Carlson slopes of the PCHIP through (x, F), normalized per segment. */
+static void fit_pchip(qs_est_view *v, const double *F)
+{
+    const uint32_t K = v->size;
+    if (K < 2) return;
+    /* half widths (x[i+1]/2 - x[i]/2) stay finite for any finite x */
+    for (uint32_t i = 0; i + 1 < K; i++) v->sa[i] = v->sb[i] = 1.0;
+    for (uint32_t i = 0; i + 1 < K; i++) {
+        const double h0 = v->x[i + 1] * 0.5 - v->x[i] * 0.5;
+        if (!(isfinite(h0) && h0 > 0.0)) continue;
+        const double d0 = (F[i + 1] - F[i]) / h0; /* secant slope, > 0 */
+        /* slope at the left knot i */
+        double left;
+        if (i > 0 && isfinite(v->x[i - 1])) {
+            const double hm = v->x[i] * 0.5 - v->x[i - 1] * 0.5;
+            const double dm = (F[i] - F[i - 1]) / hm;
+            const double w1 = 2.0 * h0 + hm, w2 = h0 + 2.0 * hm;
+            left = (w1 + w2) / (w1 / dm + w2 / d0);
+        } else if (i + 2 < K && isfinite(v->x[i + 2])) {
+            const double h1 = v->x[i + 2] * 0.5 - v->x[i + 1] * 0.5;
+            const double d1 = (F[i + 2] - F[i + 1]) / h1;
+            left = ((2.0 * h0 + h1) * d0 - h0 * d1) / (h0 + h1);
+            if (left < 0.0) left = 0.0;
+        } else {
+            left = d0;
+        }
+        /* slope at the right knot i+1 */
+        double right;
+        if (i + 2 < K && isfinite(v->x[i + 2])) {
+            const double hp = v->x[i + 2] * 0.5 - v->x[i + 1] * 0.5;
+            const double dp = (F[i + 2] - F[i + 1]) / hp;
+            const double w1 = 2.0 * hp + h0, w2 = hp + 2.0 * h0;
+            right = (w1 + w2) / (w1 / d0 + w2 / dp);
+        } else if (i > 0 && isfinite(v->x[i - 1])) {
+            const double hm = v->x[i] * 0.5 - v->x[i - 1] * 0.5;
+            const double dm = (F[i] - F[i - 1]) / hm;
+            right = ((2.0 * h0 + hm) * d0 - h0 * dm) / (h0 + hm);
+            if (right < 0.0) right = 0.0;
+        } else {
+            right = d0;
+        }
+        double sa = left / d0, sb = right / d0;
+        /* Fritsch-Carlson: slopes within [0, 3] secants keep the cubic monotone */
+        sa = sa < 0.0 ? 0.0 : (sa > 3.0 ? 3.0 : sa);
+        sb = sb < 0.0 ? 0.0 : (sb > 3.0 ? 3.0 : sb);
+        if (!(sa == sa)) sa = 1.0;
+        if (!(sb == sb)) sb = 1.0;
+        v->sa[i] = sa;
+        v->sb[i] = sb;
+    }
+}
+
+static qs_status build_est(qs_kll *sk, int learned, qs_est_view **out)
+{
+    const int slot = learned ? 1 : 0;
+    if (sk->est[slot] && sk->est[slot]->valid) {
+        *out = sk->est[slot];
+        return QS_OK;
+    }
+    const double *items;
+    const uint64_t *cum;
+    uint32_t R;
+    qs_status st = qs_kll_sorted_view(sk, &items, &cum, &R);
+    if (st != QS_OK) return st;
+    if (!sk->est[slot]) {
+        sk->est[slot] = calloc(1, sizeof(qs_est_view));
+        if (!sk->est[slot]) return QS_ENOMEM;
+    }
+    qs_est_view *v = sk->est[slot];
+    const uint32_t K_max = R + 2;
+    st = est_reserve(v, K_max);
+    if (st != QS_OK) return st;
+
+    /* scratch: weight and multiplicity per knot, F, point/diff/partial, level-0 copy */
+    const uint32_t L0 = sk->levels[1] - sk->levels[0];
+    double *W = malloc((size_t)K_max * sizeof(double));
+    uint32_t *mult = malloc((size_t)K_max * sizeof(uint32_t));
+    double *F = malloc((size_t)K_max * sizeof(double));
+    double *point = calloc(K_max, sizeof(double));
+    double *diff = calloc((size_t)K_max + 1, sizeof(double));
+    double *partial = calloc(K_max, sizeof(double));
+    double *level0 = malloc((size_t)(L0 ? L0 : 1) * sizeof(double));
+    if (!W || !mult || !F || !point || !diff || !partial || !level0) {
+        st = QS_ENOMEM;
+        goto done;
+    }
+
+    /* knots: min, the distinct retained values, max */
+    uint32_t K = 0;
+    if (sk->min < items[0]) {
+        v->x[K] = sk->min;
+        W[K] = 0.0;
+        mult[K++] = 0;
+    }
+    for (uint32_t i = 0; i < R; i++) {
+        const double wi = (double)(cum[i] - (i ? cum[i - 1] : 0));
+        if (K > 0 && v->x[K - 1] == items[i] && mult[K - 1] > 0) {
+            W[K - 1] += wi;
+            mult[K - 1]++;
+        } else {
+            v->x[K] = items[i];
+            W[K] = wi;
+            mult[K++] = 1;
+        }
+    }
+    if (sk->max > items[R - 1]) {
+        v->x[K] = sk->max;
+        W[K] = 0.0;
+        mult[K++] = 0;
+    }
+    v->size = K;
+    {
+        double before = 0.0; /* mid-rank CDF of the retained items: the learned model's knots */
+        for (uint32_t i = 0; i < K; i++) {
+            F[i] = before + 0.5 * W[i];
+            before += W[i];
+        }
+    }
+
+    /* per level: point masses and gap masses */
+    for (uint32_t h = 0; h < sk->num_levels; h++) {
+        const uint32_t beg = sk->levels[h], size = sk->levels[h + 1] - beg;
+        if (!size) continue;
+        const double *y = sk->items + beg;
+        if (h == 0 && !sk->level0_sorted) {
+            memcpy(level0, y, (size_t)size * sizeof(double));
+            qs_sort_doubles(level0, size);
+            y = level0;
+        }
+        /* levels above the highest compaction hold exact weighted items */
+        const double w = ldexp(1.0, (int)h), spread = h <= sk->compacted ? (w - 1.0) / 2.0 : 0.0;
+        uint32_t knot = 0, prev = 0;
+        double prev_right = 0.0;
+        for (uint32_t j = 0; j < size; j++) {
+            while (v->x[knot] < y[j]) knot++;
+            const int atom = mult[knot] >= 2;
+            double pm = atom ? w : 1.0, sl = atom ? 0.0 : spread, sr = sl;
+            if (knot == 0) { pm += sl; sl = 0.0; }
+            if (knot == K - 1) { pm += sr; sr = 0.0; }
+            add_gap(v, F, learned, prev, knot, prev_right + sl, point, diff, partial);
+            point[knot] += pm;
+            diff[knot + 1] += pm;
+            prev = knot;
+            prev_right = sr;
+        }
+        add_gap(v, F, learned, prev, K - 1, prev_right, point, diff, partial);
+    }
+    {
+        double run = 0.0;
+        for (uint32_t i = 0; i < K; i++) {
+            run += diff[i];
+            double lo = run + partial[i];
+            /* rounding must not break monotonicity */
+            if (i > 0 && lo < v->hi[i - 1]) lo = v->hi[i - 1];
+            v->lo[i] = lo;
+            v->hi[i] = lo + point[i];
+        }
+    }
+    if (learned) fit_pchip(v, F);
+    v->valid = 1;
+    *out = v;
+done:
+    free(W);
+    free(mult);
+    free(F);
+    free(point);
+    free(diff);
+    free(partial);
+    free(level0);
+    return st;
+}
+
+qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive, int estimator,
+                          double *out)
+{
+    if (estimator == QS_EST_STEP || sk->n == 0 || !interpolates(sk))
+        return qs_kll_rank(sk, q, len, inclusive, out);
+    if (estimator != QS_EST_LINEAR && estimator != QS_EST_LEARNED) return QS_EINVAL;
+    const int learned = estimator == QS_EST_LEARNED;
+    qs_est_view *v;
+    qs_status st = build_est(sk, learned, &v);
+    if (st != QS_OK) return st;
+    const uint32_t K = v->size;
+    const double n = (double)sk->n;
+    size_t idx[256];
+    for (size_t start = 0; start < len; start += 256) {
+        const size_t m = len - start < 256 ? len - start : 256;
+        qs_count_below_many(v->x, K, q + start, m, 1, idx);
+        for (size_t i = 0; i < m; i++) {
+            const double qi = q[start + i];
+            const size_t c = idx[i]; /* knots <= q */
+            double r;
+            if (c == 0) {
+                r = 0.0;
+            } else if (v->x[c - 1] == qi) {
+                r = inclusive ? v->hi[c - 1] : v->lo[c - 1];
+            } else if (c == K) {
+                r = n;
+            } else {
+                const size_t j = c - 1;
+                double g = value_fraction(v->x[j], v->x[j + 1], qi);
+                if (learned) g = hermite(g, v->sa[j], v->sb[j]);
+                r = v->hi[j] + (v->lo[j + 1] - v->hi[j]) * g;
+            }
+            r /= n;
+            out[start + i] = r < 0.0 ? 0.0 : (r > 1.0 ? 1.0 : r);
+        }
+    }
+    return QS_OK;
+}
+
+/* First index i with a[i] >= t (or > t when strict); a is non-decreasing. */
+static size_t first_reaching(const double *a, size_t n, double t, int strict)
+{
+    size_t lo = 0, len = n;
+    while (len > 0) {
+        const size_t half = len / 2;
+        const double v = a[lo + half];
+        if (strict ? v <= t : v < t) {
+            lo += half + 1;
+            len -= half + 1;
+        } else {
+            len = half;
+        }
+    }
+    return lo;
+}
+
+/* The value at fraction g of the way through segment j (inverse of the rank). */
+static double segment_value(const qs_est_view *v, size_t j, double g, int learned)
+{
+    const double a = v->x[j], b = v->x[j + 1];
+    if (!isfinite(a) || !isfinite(b)) return isfinite(a) ? a : b;
+    const double t = learned ? hermite_inverse(g, v->sa[j], v->sb[j]) : g;
+    const double x = 2.0 * (a * 0.5 + t * (b * 0.5 - a * 0.5));
+    return x < a ? a : (x > b ? b : x);
+}
+
+qs_status qs_kll_quantile_est(qs_kll *sk, const double *p, size_t len, int inclusive,
+                              int estimator, double *out)
+{
+    if (estimator == QS_EST_STEP || sk->n == 0 || !interpolates(sk))
+        return qs_kll_quantile(sk, p, len, inclusive, out);
+    if (estimator != QS_EST_LINEAR && estimator != QS_EST_LEARNED) return QS_EINVAL;
+    for (size_t i = 0; i < len; i++)
+        if (!(p[i] >= 0.0 && p[i] <= 1.0)) return QS_EINVAL;
+    const int learned = estimator == QS_EST_LEARNED;
+    qs_est_view *v;
+    qs_status st = build_est(sk, learned, &v);
+    if (st != QS_OK) return st;
+    const size_t K = v->size;
+    const double n = (double)sk->n;
+    for (size_t i = 0; i < len; i++) {
+        const double pi = p[i];
+        if (pi == 0.0) {
+            out[i] = sk->min;
+            continue;
+        }
+        if (pi == 1.0) {
+            out[i] = sk->max;
+            continue;
+        }
+        /* p n rounded to 2^-20 of an item, as the step estimator does */
+        const double t = n < 8796093022208.0
+                             ? (double)(uint64_t)(pi * n * 1048576.0 + 0.5) / 1048576.0
+                             : pi * n;
+        /* inclusive: the smallest x with rank(x) >= t; exclusive: > t */
+        size_t k = first_reaching(v->hi, K, t, !inclusive);
+        if (k >= K) {
+            out[i] = sk->max;
+            continue;
+        }
+        const int at_knot = inclusive ? v->lo[k] < t : v->lo[k] <= t;
+        if (at_knot || k == 0) {
+            out[i] = v->x[k];
+            continue;
+        }
+        const double den = v->lo[k] - v->hi[k - 1];
+        if (!(den > 0.0)) {
+            out[i] = v->x[k];
+            continue;
+        }
+        double g = (t - v->hi[k - 1]) / den;
+        g = g < 0.0 ? 0.0 : (g > 1.0 ? 1.0 : g);
+        out[i] = segment_value(v, k - 1, g, learned);
+    }
+    return QS_OK;
+}
