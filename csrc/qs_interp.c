@@ -119,7 +119,7 @@ static double hermite_inverse(double g, double sa, double sb)
 }
 
 /* Spread mass M over the gap between knots a < b (see the top of the file). */
-static void add_gap(const qs_est_view *v, const double *F, int learned, uint32_t a, uint32_t b,
+static void add_gap(const qs_est_view *v, const double *G, int learned, uint32_t a, uint32_t b,
                     double M, double *point, double *diff, double *partial)
 {
     if (M <= 0.0) return;
@@ -130,60 +130,136 @@ static void add_gap(const qs_est_view *v, const double *F, int learned, uint32_t
     }
     diff[b] += M;
     if (learned) {
-        const double base = F[a], span = F[b] - F[a];
-        for (uint32_t i = a + 1; i < b; i++) partial[i] += M * ((F[i] - base) / span);
+        const double base = G[a], span = G[b] - G[a];
+        for (uint32_t i = a + 1; i < b; i++) partial[i] += M * ((G[i] - base) / span);
     } else {
         for (uint32_t i = a + 1; i < b; i++) partial[i] += M * value_fraction(v->x[a], v->x[b], v->x[i]);
     }
 }
 
-/* Fritsch-Carlson slopes of the PCHIP through (x, F), normalized per segment. */
-static void fit_pchip(qs_est_view *v, const double *F)
+/* Points of the learned CDF model: enough to follow curvature and tails, few
+ * enough that the granularity of the retained weights averages out. */
+#define QS_MODEL_POINTS 65
+
+/*
+ * PCHIP (Fritsch-Carlson, as scipy's PchipInterpolator) derivatives d[] at
+ * strictly increasing finite x[] of strictly increasing y[].  Widths are
+ * halved (x[i+1]/2 - x[i]/2), which stays finite for any finite x; d[] is in
+ * units of y per half-unit of x accordingly.
+ */
+static void pchip_derivatives(const double *x, const double *y, uint32_t m, double *d)
+{
+    if (m < 2) {
+        if (m == 1) d[0] = 0.0;
+        return;
+    }
+    if (m == 2) {
+        d[0] = d[1] = (y[1] - y[0]) / (x[1] * 0.5 - x[0] * 0.5);
+        return;
+    }
+    for (uint32_t i = 1; i + 1 < m; i++) {
+        const double h0 = x[i] * 0.5 - x[i - 1] * 0.5, h1 = x[i + 1] * 0.5 - x[i] * 0.5;
+        const double s0 = (y[i] - y[i - 1]) / h0, s1 = (y[i + 1] - y[i]) / h1;
+        /* weighted harmonic mean, with weights normalized so that extreme
+         * scales (slopes near 1e300) neither overflow nor underflow */
+        const double a = (2.0 * h1 + h0) / (3.0 * (h0 + h1)), b = 1.0 - a;
+        d[i] = 1.0 / (a / s0 + b / s1);
+    }
+    for (int end = 0; end < 2; end++) { /* one-sided three-point estimates, kept in [0, 3 s0] */
+        const uint32_t i0 = end ? m - 1 : 0, i1 = end ? m - 2 : 1, i2 = end ? m - 3 : 2;
+        const double h0 = fabs(x[i1] * 0.5 - x[i0] * 0.5), h1 = fabs(x[i2] * 0.5 - x[i1] * 0.5);
+        const double s0 = fabs(y[i1] - y[i0]) / h0, s1 = fabs(y[i2] - y[i1]) / h1;
+        double e = ((2.0 * h0 + h1) * s0 - h0 * s1) / (h0 + h1);
+        if (!(e > 0.0)) e = 0.0;
+        if (e > 3.0 * s0) e = 3.0 * s0;
+        d[i0] = e;
+    }
+}
+
+/*
+ * The learned model G: the PCHIP through QS_MODEL_POINTS points of the
+ * sketch's mid-rank CDF F (piecewise linear through the knots) at evenly
+ * spaced ranks, evaluated with its derivative at every knot.  Smooth where F
+ * is grainy (each retained item moves F by its weight), and it bends with
+ * the distribution, which a straight line between distant items cannot.
+ * Falls back to G = F when the knots are not all finite.
+ */
+static qs_status fit_model(const qs_est_view *v, const double *F, double *G, double *D)
 {
     const uint32_t K = v->size;
-    if (K < 2) return;
-    /* half widths (x[i+1]/2 - x[i]/2) stay finite for any finite x */
-    for (uint32_t i = 0; i + 1 < K; i++) v->sa[i] = v->sb[i] = 1.0;
-    for (uint32_t i = 0; i + 1 < K; i++) {
-        const double h0 = v->x[i + 1] * 0.5 - v->x[i] * 0.5;
-        if (!(isfinite(h0) && h0 > 0.0)) continue;
-        const double d0 = (F[i + 1] - F[i]) / h0; /* secant slope, > 0 */
-        /* slope at the left knot i */
-        double left;
-        if (i > 0 && isfinite(v->x[i - 1])) {
-            const double hm = v->x[i] * 0.5 - v->x[i - 1] * 0.5;
-            const double dm = (F[i] - F[i - 1]) / hm;
-            const double w1 = 2.0 * h0 + hm, w2 = h0 + 2.0 * hm;
-            left = (w1 + w2) / (w1 / dm + w2 / d0);
-        } else if (i + 2 < K && isfinite(v->x[i + 2])) {
-            const double h1 = v->x[i + 2] * 0.5 - v->x[i + 1] * 0.5;
-            const double d1 = (F[i + 2] - F[i + 1]) / h1;
-            left = ((2.0 * h0 + h1) * d0 - h0 * d1) / (h0 + h1);
-            if (left < 0.0) left = 0.0;
-        } else {
-            left = d0;
+    const double *x = v->x;
+    int finite = 1;
+    for (uint32_t i = 0; i < K && finite; i++) finite = isfinite(x[i]);
+    if (!finite || K < 3) {
+        for (uint32_t i = 0; i < K; i++) {
+            G[i] = F[i];
+            D[i] = NAN; /* no model derivative: segments stay linear in G */
         }
-        /* slope at the right knot i+1 */
-        double right;
-        if (i + 2 < K && isfinite(v->x[i + 2])) {
-            const double hp = v->x[i + 2] * 0.5 - v->x[i + 1] * 0.5;
-            const double dp = (F[i + 2] - F[i + 1]) / hp;
-            const double w1 = 2.0 * hp + h0, w2 = hp + 2.0 * h0;
-            right = (w1 + w2) / (w1 / d0 + w2 / dp);
-        } else if (i > 0 && isfinite(v->x[i - 1])) {
-            const double hm = v->x[i] * 0.5 - v->x[i - 1] * 0.5;
-            const double dm = (F[i] - F[i - 1]) / hm;
-            right = ((2.0 * h0 + hm) * d0 - h0 * dm) / (h0 + hm);
-            if (right < 0.0) right = 0.0;
-        } else {
-            right = d0;
+        return QS_OK;
+    }
+    double u[QS_MODEL_POINTS], t[QS_MODEL_POINTS], d[QS_MODEL_POINTS];
+    uint32_t m = 0, i = 0;
+    for (uint32_t j = 0; j < QS_MODEL_POINTS; j++) {
+        const double target = F[0] + (F[K - 1] - F[0]) * ((double)j / (QS_MODEL_POINTS - 1));
+        while (i + 2 < K && F[i + 1] < target) i++;
+        double frac = (target - F[i]) / (F[i + 1] - F[i]);
+        frac = frac < 0.0 ? 0.0 : (frac > 1.0 ? 1.0 : frac);
+        const double uj = 2.0 * (x[i] * 0.5 + frac * (x[i + 1] * 0.5 - x[i] * 0.5));
+        if (m == 0 || uj > u[m - 1]) { /* an atom can map several ranks to one value */
+            u[m] = uj;
+            t[m++] = target;
         }
-        double sa = left / d0, sb = right / d0;
-        /* Fritsch-Carlson: slopes within [0, 3] secants keep the cubic monotone */
-        sa = sa < 0.0 ? 0.0 : (sa > 3.0 ? 3.0 : sa);
-        sb = sb < 0.0 ? 0.0 : (sb > 3.0 ? 3.0 : sb);
-        if (!(sa == sa)) sa = 1.0;
-        if (!(sb == sb)) sb = 1.0;
+    }
+    if (m < 2) {
+        for (uint32_t q = 0; q < K; q++) {
+            G[q] = F[q];
+            D[q] = NAN;
+        }
+        return QS_OK;
+    }
+    pchip_derivatives(u, t, m, d);
+    uint32_t seg = 0;
+    for (uint32_t q = 0; q < K; q++) {
+        while (seg + 2 < m && u[seg + 1] < x[q]) seg++;
+        const double hh = u[seg + 1] * 0.5 - u[seg] * 0.5;
+        double s = (x[q] * 0.5 - u[seg] * 0.5) / hh;
+        s = s < 0.0 ? 0.0 : (s > 1.0 ? 1.0 : s);
+        const double dy = t[seg + 1] - t[seg];
+        double sa = d[seg] * hh / dy, sb = d[seg + 1] * hh / dy;
+        sa = sa >= 0.0 && sa <= 3.0 ? sa : (sa > 3.0 ? 3.0 : 1.0); /* NaN or inf: linear */
+        sb = sb >= 0.0 && sb <= 3.0 ? sb : (sb > 3.0 ? 3.0 : 1.0);
+        G[q] = t[seg] + dy * hermite(s, sa, sb);
+        /* dG/d(half-unit of x), from the derivative of the normalized cubic */
+        const double w = 1.0 - s;
+        D[q] = dy / hh * (6.0 * s * w + sa * w * (w - 2.0 * s) + sb * s * (3.0 * s - 2.0));
+    }
+    /* the fractions need G strictly increasing over distinct knots: if
+     * rounding broke that anywhere, use F itself */
+    for (uint32_t q = 1; q < K; q++) {
+        if (!(G[q] > G[q - 1]) || !isfinite(G[q])) {
+            for (uint32_t r = 0; r < K; r++) {
+                G[r] = F[r];
+                D[r] = NAN;
+            }
+            break;
+        }
+    }
+    return QS_OK;
+}
+
+/* Normalized Hermite slopes of each segment between knots, from G and D. */
+static void segment_slopes(qs_est_view *v, const double *G, const double *D)
+{
+    for (uint32_t i = 0; i + 1 < v->size; i++) {
+        double sa = 1.0, sb = 1.0;
+        const double hh = v->x[i + 1] * 0.5 - v->x[i] * 0.5, dG = G[i + 1] - G[i];
+        if (isfinite(hh) && hh > 0.0 && dG > 0.0 && D[i] == D[i] && D[i + 1] == D[i + 1]) {
+            sa = D[i] * hh / dG;
+            sb = D[i + 1] * hh / dG;
+            /* Fritsch-Carlson: slopes within [0, 3] keep the cubic monotone */
+            sa = sa < 0.0 ? 0.0 : (sa > 3.0 ? 3.0 : sa);
+            sb = sb < 0.0 ? 0.0 : (sb > 3.0 ? 3.0 : sb);
+        }
         v->sa[i] = sa;
         v->sb[i] = sb;
     }
@@ -215,11 +291,13 @@ static qs_status build_est(qs_kll *sk, int learned, qs_est_view **out)
     double *W = malloc((size_t)K_max * sizeof(double));
     uint32_t *mult = malloc((size_t)K_max * sizeof(uint32_t));
     double *F = malloc((size_t)K_max * sizeof(double));
+    double *G = malloc((size_t)K_max * sizeof(double));
+    double *D = malloc((size_t)K_max * sizeof(double));
     double *point = calloc(K_max, sizeof(double));
     double *diff = calloc((size_t)K_max + 1, sizeof(double));
     double *partial = calloc(K_max, sizeof(double));
     double *level0 = malloc((size_t)(L0 ? L0 : 1) * sizeof(double));
-    if (!W || !mult || !F || !point || !diff || !partial || !level0) {
+    if (!W || !mult || !F || !G || !D || !point || !diff || !partial || !level0) {
         st = QS_ENOMEM;
         goto done;
     }
@@ -255,6 +333,10 @@ static qs_status build_est(qs_kll *sk, int learned, qs_est_view **out)
             before += W[i];
         }
     }
+    if (learned) {
+        st = fit_model(v, F, G, D);
+        if (st != QS_OK) goto done;
+    }
 
     /* per level: point masses and gap masses */
     for (uint32_t h = 0; h < sk->num_levels; h++) {
@@ -276,13 +358,13 @@ static qs_status build_est(qs_kll *sk, int learned, qs_est_view **out)
             double pm = atom ? w : 1.0, sl = atom ? 0.0 : spread, sr = sl;
             if (knot == 0) { pm += sl; sl = 0.0; }
             if (knot == K - 1) { pm += sr; sr = 0.0; }
-            add_gap(v, F, learned, prev, knot, prev_right + sl, point, diff, partial);
+            add_gap(v, G, learned, prev, knot, prev_right + sl, point, diff, partial);
             point[knot] += pm;
             diff[knot + 1] += pm;
             prev = knot;
             prev_right = sr;
         }
-        add_gap(v, F, learned, prev, K - 1, prev_right, point, diff, partial);
+        add_gap(v, G, learned, prev, K - 1, prev_right, point, diff, partial);
     }
     {
         double run = 0.0;
@@ -295,13 +377,15 @@ static qs_status build_est(qs_kll *sk, int learned, qs_est_view **out)
             v->hi[i] = lo + point[i];
         }
     }
-    if (learned) fit_pchip(v, F);
+    if (learned) segment_slopes(v, G, D);
     v->valid = 1;
     *out = v;
 done:
     free(W);
     free(mult);
     free(F);
+    free(G);
+    free(D);
     free(point);
     free(diff);
     free(partial);
