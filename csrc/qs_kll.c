@@ -536,7 +536,8 @@ static qs_status merge_levels(qs_kll *sk, const double *const *other, const uint
  */
 static qs_status insert_weighted(qs_kll *sk, const double *x, const uint64_t *w, size_t len)
 {
-    double *buf = malloc((size_t)QS_WEIGHTED_BLOCK * 64u * sizeof(double));
+    const size_t block = len < QS_WEIGHTED_BLOCK ? (len ? len : 1) : QS_WEIGHTED_BLOCK;
+    double *buf = malloc(block * 64u * sizeof(double));
     if (!buf) return QS_ENOMEM;
     qs_status st = QS_OK;
     for (size_t start = 0; start < len && st == QS_OK; start += QS_WEIGHTED_BLOCK) {
@@ -663,9 +664,17 @@ qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
     qs_status st;
     if (src->tab_limit) { /* src holds a table: add its (value, count) pairs */
         if (dst->tab_limit && src->tab_limit < dst->tab_limit) dst->tab_limit = src->tab_limit;
-        for (uint32_t i = 0; i < src->tab_size; i++) {
-            st = dst->tab_limit ? table_add(dst, src->tab_values[i], src->tab_counts[i])
-                                : insert_weighted(dst, src->tab_values + i, src->tab_counts + i, 1);
+        uint32_t i = 0;
+        for (; i < src->tab_size && dst->tab_limit; i++) {
+            st = table_add(dst, src->tab_values[i], src->tab_counts[i]);
+            if (st != QS_OK) return st;
+        }
+        if (dst->tab_limit && dst->tab_size > dst->tab_limit) { /* the lowered limit is exceeded */
+            st = table_flush(dst);
+            if (st != QS_OK) return st;
+        }
+        if (i < src->tab_size) { /* dst holds compactors (now): the rest in one weighted pass */
+            st = insert_weighted(dst, src->tab_values + i, src->tab_counts + i, src->tab_size - i);
             if (st != QS_OK) return st;
         }
         if (src->k < dst->k) {

@@ -163,11 +163,13 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     for (uint32_t h = 0; h < num_levels; h++) sum += get_u32(buf + QS_HEADER_BYTES + 4u * h);
     if (sum != retained) FAIL(QS_EFORMAT, "corrupt: level sizes do not add up to the item count");
 
+    if (tab_limit > QS_KLL_MAX_EXACT_LIMIT || tab_size > tab_limit)
+        FAIL(QS_EFORMAT, "corrupt: exact table size or limit out of range");
+    if (tab_size && retained) FAIL(QS_EFORMAT, "corrupt: exact table and compactors both hold items");
+
     qs_status st;
     qs_kll *sk = qs_kll_alloc_empty(k, get_u64(buf + 48), &st);
     if (!sk) FAIL(st, "out of memory");
-    if (tab_limit > QS_KLL_MAX_EXACT_LIMIT || tab_size > tab_limit)
-        FAIL(QS_EFORMAT, "corrupt: exact table size or limit out of range");
     const uint32_t total = qs_kll_total_capacity(k, QS_KLL_M, num_levels);
     const uint32_t cap = total > retained ? total : retained;
     sk->items = malloc((size_t)(cap ? cap : 1) * sizeof(double));

@@ -10,16 +10,38 @@
  *     make -C csrc/tests valgrind     # plain build under valgrind
  *
  * ./test_core [substring] runs only the tests whose name contains substring.
+ * A watchdog ends the run if one test takes longer than QS_TEST_TIMEOUT
+ * seconds (default 600), so a regression that loops forever fails instead
+ * of hanging.
  * The last line of the output is "N passed, M failed" (N, M count test
- * functions); the exit status is non-zero when any test failed.
+ * functions); the exit status is non-zero when any test failed.  Under ASan a
+ * memory leak fails the test that made it.
+ *
+ * Notes for maintainers:
+ *  - Most tests drive the KLL compactors, so new_sketch() switches the exact
+ *    low-cardinality table off when the core has one (QS_KLL_MAX_EXACT_LIMIT);
+ *    the table, format 1 compatibility and the interpolating estimators have
+ *    tests of their own, compiled only when the header declares them.
+ *  - test_sort_adversarial runs McIlroy's adversary against comparator copies
+ *    (aq_*) of qs_introsort_rec and qs_multiselect_rec: keep them in step with
+ *    qs_sort.h, or the adversarial inputs lose their edge (the checks of the
+ *    results stay valid either way).
  */
+#define _POSIX_C_SOURCE 200809L /* alarm() for the per-test watchdog */
 #include <float.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h> /* per-test leak checks under ASan */
+#define QS_TEST_LSAN 1
+#endif
 
 #include "../qs_kll.h"
 #include "../qs_sort.h"
@@ -145,11 +167,6 @@ static int cmp_dbl(const void *a, const void *b)
     const double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
-static int cmp_u64(const void *a, const void *b)
-{
-    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
 
 static void shuffle(double *a, size_t n, rng_t *r)
 {
@@ -183,11 +200,27 @@ static const char *status_name(qs_status st)
                status_name(want));                                                         \
     } while (0)
 
-static qs_kll *new_sketch(uint32_t k, uint64_t seed)
+/* A sketch as qs_kll_new makes it (with the core's default modes). */
+static qs_kll *new_default_sketch(uint32_t k, uint64_t seed)
 {
     qs_status st = QS_EINVAL;
     qs_kll *sk = qs_kll_new(k, seed, &st);
     CHECKF(sk != NULL && st == QS_OK, "qs_kll_new(%u) failed: %s", (unsigned)k, status_name(st));
+    return sk;
+}
+
+/*
+ * A sketch whose items go to the KLL compactors from the first one.  When the
+ * core has the exact low-cardinality table (QS_KLL_MAX_EXACT_LIMIT defined;
+ * on by default), it is switched off here: most tests below are about the
+ * compactors, and the table has tests of its own (test_table_*).
+ */
+static qs_kll *new_sketch(uint32_t k, uint64_t seed)
+{
+    qs_kll *sk = new_default_sketch(k, seed);
+#ifdef QS_KLL_MAX_EXACT_LIMIT
+    if (sk) CHECK_ST(qs_kll_set_exact_limit(sk, 0), QS_OK);
+#endif
     return sk;
 }
 
@@ -337,6 +370,45 @@ static double exact_rank(const exact_t *e, double q, int inclusive)
 }
 
 /*
+ * Run qs_kll_rank / qs_kll_quantile over in[0..len) in one of three ways, so
+ * that every search path is taken: 0 = one call (a sorted walk when the
+ * queries ascend and are at least as many as the retained items), 1 = calls
+ * of 1 to 9 queries (binary searches: the eight-lane loop and the remainder
+ * loop), 2 = one call on a shuffled copy (binary searches).
+ */
+static qs_status query_mode(qs_kll *sk, int quantile, const double *in, size_t len, int inclusive, double *out,
+                            int mode, rng_t *r)
+{
+    qs_status st = QS_OK;
+    if (mode == 0) return quantile ? qs_kll_quantile(sk, in, len, inclusive, out) : qs_kll_rank(sk, in, len, inclusive, out);
+    if (mode == 1) {
+        for (size_t i = 0; i < len && st == QS_OK;) {
+            size_t m = 1 + (size_t)rbelow(r, 9);
+            if (m > len - i) m = len - i;
+            st = quantile ? qs_kll_quantile(sk, in + i, m, inclusive, out + i) : qs_kll_rank(sk, in + i, m, inclusive, out + i);
+            i += m;
+        }
+        return st;
+    }
+    size_t *perm = xmalloc(len * sizeof(size_t));
+    double *q = xmalloc(len * sizeof(double)), *o = xmalloc(len * sizeof(double));
+    for (size_t i = 0; i < len; i++) perm[i] = i;
+    for (size_t i = len; i > 1; i--) {
+        const size_t j = (size_t)rbelow(r, i), t = perm[i - 1];
+        perm[i - 1] = perm[j];
+        perm[j] = t;
+    }
+    for (size_t i = 0; i < len; i++) q[i] = in[perm[i]];
+    st = quantile ? qs_kll_quantile(sk, q, len, inclusive, o) : qs_kll_rank(sk, q, len, inclusive, o);
+    for (size_t i = 0; i < len; i++) out[perm[i]] = o[i];
+    free(perm);
+    free(q);
+    free(o);
+    return st;
+}
+static const char *const MODE_NAMES[3] = {"one call", "small calls", "shuffled"};
+
+/*
  * Exact mode: every rank (at each distinct value, just below and just above
  * it, and beyond the ends; inclusive and exclusive; queries ascending and
  * shuffled) equals the exact rank, and quantiles follow the definition
@@ -369,10 +441,9 @@ static void check_exact(qs_kll *sk, const exact_t *e, const char *label, rng_t *
     q[m++] = DBL_MAX;
     q[m++] = INFINITY;
     qsort(q, m, sizeof(double), cmp_dbl);
-    for (int pass = 0; pass < 2; pass++) {
-        if (pass == 1) shuffle(q, m, r); /* the binary-search path */
+    for (int pass = 0; pass < 3; pass++) {
         for (int inc = 0; inc <= 1; inc++) {
-            CHECK_ST(qs_kll_rank(sk, q, m, inc, out), QS_OK);
+            CHECK_ST(query_mode(sk, 0, q, m, inc, out, pass, r), QS_OK);
             size_t bad = 0, first = 0;
             for (size_t i = 0; i < m; i++) {
                 if (out[i] != exact_rank(e, q[i], inc)) {
@@ -380,8 +451,8 @@ static void check_exact(qs_kll *sk, const exact_t *e, const char *label, rng_t *
                     bad++;
                 }
             }
-            CHECKF(bad == 0, "%s: %zu of %zu %s ranks wrong (%s queries); first: rank(%.17g) = %.17g, exact %.17g",
-                   label, bad, m, inc ? "inclusive" : "exclusive", pass ? "shuffled" : "ascending",
+            CHECKF(bad == 0, "%s: %zu of %zu %s ranks wrong (%s); first: rank(%.17g) = %.17g, exact %.17g",
+                   label, bad, m, inc ? "inclusive" : "exclusive", MODE_NAMES[pass],
                    q[first], out[first], exact_rank(e, q[first], inc));
         }
     }
@@ -395,8 +466,9 @@ static void check_exact(qs_kll *sk, const exact_t *e, const char *label, rng_t *
         double *p = xmalloc(np * sizeof(double));
         double *qo = xmalloc(np * sizeof(double));
         for (size_t i = 0; i < np; i++) p[i] = (double)i / n;
+        for (int pass = 0; pass < 3; pass++)
         for (int inc = 0; inc <= 1; inc++) {
-            CHECK_ST(qs_kll_quantile(sk, p, np, inc, qo), QS_OK);
+            CHECK_ST(query_mode(sk, 1, p, np, inc, qo, pass, r), QS_OK);
             size_t bad = 0, first = 0;
             double firstexp = 0;
             for (size_t i = 0; i < np; i++) {
@@ -408,8 +480,8 @@ static void check_exact(qs_kll *sk, const exact_t *e, const char *label, rng_t *
                     bad++;
                 }
             }
-            CHECKF(bad == 0, "%s: %zu of %zu %s quantiles at p = i/n wrong; first: quantile(%zu/%llu) = %.17g, expected %.17g",
-                   label, bad, np, inc ? "inclusive" : "exclusive", first, (unsigned long long)e->n,
+            CHECKF(bad == 0, "%s: %zu of %zu %s quantiles at p = i/n wrong (%s); first: quantile(%zu/%llu) = %.17g, expected %.17g",
+                   label, bad, np, inc ? "inclusive" : "exclusive", MODE_NAMES[pass], first, (unsigned long long)e->n,
                    qo[first], firstexp);
         }
         free(p);
@@ -420,10 +492,13 @@ static void check_exact(qs_kll *sk, const exact_t *e, const char *label, rng_t *
             double *p = xmalloc(e->len * sizeof(double));
             double *qo = xmalloc(e->len * sizeof(double));
             for (size_t i = 0; i < e->len; i++) p[i] = (double)e->cw[i] / n;
-            CHECK_ST(qs_kll_quantile(sk, p, e->len, 1, qo), QS_OK);
-            size_t bad = 0;
-            for (size_t i = 0; i < e->len; i++) bad += qo[i] != e->v[i];
-            CHECKF(bad == 0, "%s: %zu of %zu inclusive quantiles at p = cw/n wrong", label, bad, e->len);
+            for (int pass = 0; pass < 3; pass++) {
+                CHECK_ST(query_mode(sk, 1, p, e->len, 1, qo, pass, r), QS_OK);
+                size_t bad = 0;
+                for (size_t i = 0; i < e->len; i++) bad += qo[i] != e->v[i];
+                CHECKF(bad == 0, "%s: %zu of %zu inclusive quantiles at p = cw/n wrong (%s)", label, bad, e->len,
+                       MODE_NAMES[pass]);
+            }
             free(p);
             free(qo);
         }
@@ -435,7 +510,9 @@ static void check_exact(qs_kll *sk, const exact_t *e, const char *label, rng_t *
     for (size_t i = 0; i < NP; i++) p[i] = runit(r);
     p[0] = 0.0;
     p[1] = 1.0;
+    for (int pass = 0; pass < 2; pass++)
     for (int inc = 0; inc <= 1; inc++) {
+        if (pass == 1) qsort(p, NP, sizeof(double), cmp_dbl); /* the walk, when NP >= retained */
         CHECK_ST(qs_kll_quantile(sk, p, NP, inc, qo), QS_OK);
         size_t bad = 0, checked = 0;
         for (size_t i = 0; i < NP; i++) {
@@ -872,6 +949,85 @@ static void aq_introsort_rec(int *a, size_t n, int depth)
 
 static double seconds(clock_t a, clock_t b) { return (double)(b - a) / CLOCKS_PER_SEC; }
 
+/* The same adversary against a comparator copy of qs_multiselect_rec. */
+static int aq_sel_fallback;
+
+static void aq_sort(int *a, size_t n)
+{
+    int depth = 0;
+    for (size_t m = n; m > 1; m >>= 1) depth += 2;
+    aq_introsort_rec(a, n, depth);
+}
+
+static size_t aq_partition(int *a, size_t n, int pivot, int or_equal)
+{
+    size_t p = 0;
+    for (size_t i = 0; i < n; i++) {
+        const int v = a[i];
+        a[i] = a[p];
+        a[p] = v;
+        const int c = aq_cmp(v, pivot);
+        p += or_equal ? (c <= 0) : (c < 0);
+    }
+    return p;
+}
+
+static void aq_multiselect_rec(int *a, size_t n, const size_t *t, size_t nt, size_t base, int depth)
+{
+    while (nt > 0) {
+        if (n <= 32 || depth-- == 0) {
+            if (n > 32) aq_sel_fallback = 1;
+            aq_sort(a, n);
+            return;
+        }
+        const int x = a[0], y = a[n / 2], z = a[n - 1];
+        int pivot;
+        if (aq_cmp(x, y) < 0) pivot = (aq_cmp(y, z) < 0) ? y : (aq_cmp(x, z) < 0 ? z : x);
+        else pivot = (aq_cmp(x, z) < 0) ? x : (aq_cmp(y, z) < 0 ? z : y);
+        size_t lo = aq_partition(a, n, pivot, 0), hi = lo;
+        if (lo == 0) hi = aq_partition(a, n, pivot, 1);
+        size_t nl = 0;
+        while (nl < nt && t[nl] - base < lo) nl++;
+        size_t nr = nl;
+        while (nr < nt && t[nr] - base < hi) nr++;
+        if (nl < nt - nr) {
+            aq_multiselect_rec(a, lo, t, nl, base, depth);
+            a += hi;
+            n -= hi;
+            t += nr;
+            nt -= nr;
+            base += hi;
+        } else {
+            aq_multiselect_rec(a + hi, n - hi, t + nr, nt - nr, base + hi, depth);
+            n = lo;
+            nt = nl;
+        }
+    }
+}
+
+/* Build the adversarial input for qs_multiselect(n, t) into out. */
+static void aq_build_multiselect(double *out, size_t n, const size_t *t, size_t nt)
+{
+    int *ptr = xmalloc(n * sizeof(int));
+    aq_val = xmalloc(n * sizeof(int));
+    aq_gas = (int)n;
+    aq_nsolid = 0;
+    aq_candidate = 0;
+    aq_ncmp = 0;
+    aq_heap_used = 0;
+    aq_sel_fallback = 0;
+    for (size_t i = 0; i < n; i++) {
+        ptr[i] = (int)i;
+        aq_val[i] = aq_gas;
+    }
+    int depth = 0;
+    for (size_t m = n; m > 1; m >>= 1) depth += 2;
+    aq_multiselect_rec(ptr, n, t, nt, 0, depth);
+    for (size_t i = 0; i < n; i++) out[i] = (double)aq_val[i];
+    free(ptr);
+    free(aq_val);
+}
+
 static void test_sort_adversarial(void)
 {
     const size_t n = 100000;
@@ -923,6 +1079,43 @@ static void test_sort_adversarial(void)
     free(pipe);
     free(rnd);
     free(dup);
+
+    /* qs_multiselect against its own adversary: all positions (a full sort
+     * by selection) and the bulk path's pattern (64 targets, step 1024) */
+    const size_t cn = 65536;
+    size_t *tg = xmalloc(cn * sizeof(size_t));
+    double *in = xmalloc(cn * sizeof(double)), *a = xmalloc(cn * sizeof(double));
+    double *ref = xmalloc(cn * sizeof(double));
+    for (int set = 0; set < 2; set++) {
+        size_t nt = 0;
+        if (set == 0)
+            for (size_t i = 0; i < cn; i++) tg[nt++] = i;
+        else
+            for (size_t i = 37; i < cn; i += 1024) tg[nt++] = i;
+        double tm[2];
+        for (int which = 0; which < 2; which++) {
+            if (which == 0) fill_pattern(in, cn, 0, &r);
+            else aq_build_multiselect(in, cn, tg, nt);
+            if (which == 1)
+                info("antiqsort vs qs_multiselect (%zu targets): %lld comparisons, depth fallback %s", nt, aq_ncmp,
+                     aq_sel_fallback ? "reached" : "not reached");
+            memcpy(a, in, cn * sizeof(double));
+            memcpy(ref, in, cn * sizeof(double));
+            qsort(ref, cn, sizeof(double), cmp_dbl);
+            const clock_t t0 = clock();
+            qs_multiselect(a, cn, tg, nt);
+            tm[which] = seconds(t0, clock());
+            size_t bad = 0;
+            for (size_t i = 0; i < nt; i++) bad += !(a[tg[i]] == ref[tg[i]]);
+            CHECKF(bad == 0, "qs_multiselect on %s input: %zu wrong", which ? "adversarial" : "uniform", bad);
+        }
+        info("qs_multiselect n=%zu, %zu targets: uniform %.4fs, adversarial %.4fs", cn, nt, tm[0], tm[1]);
+        CHECKF(tm[1] <= 30.0 * tm[0] + 0.05, "adversarial multiselect took %.3fs against %.3fs", tm[1], tm[0]);
+    }
+    free(tg);
+    free(in);
+    free(a);
+    free(ref);
 }
 
 /* ======================================================================== */
@@ -1182,7 +1375,7 @@ static void test_exact_mode(void)
     check_exact(sk, &e, "exact at n == k", &r);
     exact_free(&e);
     CHECK_ST(qs_kll_update(sk, y[200], 0), QS_OK);
-    CHECK(qs_kll_is_estimation_mode(sk) == 1);
+    CHECK(qs_kll_is_estimation_mode(sk) != 0);
     CHECK(qs_kll_num_retained(sk) < 201);
     CHECK_INV(sk);
     qs_kll_free(sk);
@@ -1221,7 +1414,7 @@ static void test_estimation_per_item(void)
         }
     }
     CHECK_INV(sk);
-    CHECK(qs_kll_is_estimation_mode(sk) == 1);
+    CHECK(qs_kll_is_estimation_mode(sk) != 0);
     CHECK(qs_kll_num_retained(sk) < 2000);
     check_n_min_max(sk, &e, "per-item uniform");
     const double err = check_accuracy(sk, &e, bound_for(200), "per-item uniform k=200", &r);
@@ -1245,7 +1438,7 @@ static void test_estimation_batch(void)
     REQUIRE(sk);
     CHECK_ST(qs_kll_update_batch(sk, x, BIG_N, 1), QS_OK);
     CHECK_INV(sk);
-    CHECK(qs_kll_is_estimation_mode(sk) == 1);
+    CHECK(qs_kll_is_estimation_mode(sk) != 0);
     CHECK(qs_kll_nan_count(sk) == 0);
     check_n_min_max(sk, &e, "one batch uniform");
     double err = check_accuracy(sk, &e, bound_for(200), "one batch uniform k=200", &r);
@@ -1349,6 +1542,97 @@ static void test_estimation_sorted_streams(void)
         qs_kll_free(sk);
         exact_free(&e);
     }
+    free(x);
+}
+
+/*
+ * Unbiasedness.  Every compaction (and the bulk path's survivor selection)
+ * moves a rank by a random amount of mean zero, so the signed rank error,
+ * averaged over independent seeds, must be close to zero.  A fixed offset
+ * (always keeping the same half) biases every estimate by about 1/(2 S) on
+ * the bulk path, S = 64 survivors per chunk at k = 200: 0.008, below the
+ * 3 eps accuracy bound (0.04) but far above the noise of this average.
+ * Stream: a shuffled permutation of 0 .. n-1, so exact ranks are known.
+ */
+static void test_unbiased(void)
+{
+    enum { SEEDS = 12, NQ = 19 };
+    const size_t N = 300000;
+    double *x = xmalloc(N * sizeof(double));
+    rng_t r = {90};
+    double q[NQ], out[NQ];
+    for (int j = 0; j < NQ; j++) q[j] = floor((double)(j + 1) * (double)N / (NQ + 1)) + 0.5;
+    for (int path = 0; path < 3; path++) {
+        double mean = 0.0, worst = 0.0;
+        for (int s = 0; s < SEEDS; s++) {
+            for (size_t i = 0; i < N; i++) x[i] = (double)i;
+            shuffle(x, N, &r);
+            qs_kll *sk = new_sketch(200, 7000 + (uint64_t)s * 31 + (uint64_t)path);
+            REQUIRE(sk);
+            if (path == 0) {
+                for (size_t i = 0; i < N; i++) (void)qs_kll_update(sk, x[i], 0);
+            } else if (path == 1) {
+                CHECK_ST(qs_kll_update_batch(sk, x, N, 0), QS_OK);
+            } else {
+                /* shards merged */
+                qs_kll *part = NULL;
+                for (size_t i = 0; i < N; i += 30000) {
+                    part = new_sketch(200, 100 + i + (uint64_t)s);
+                    REQUIRE(part);
+                    CHECK_ST(qs_kll_update_batch(part, x + i, 30000, 0), QS_OK);
+                    CHECK_ST(qs_kll_merge(sk, part), QS_OK);
+                    qs_kll_free(part);
+                }
+            }
+            CHECK(qs_kll_n(sk) == N);
+            CHECK_ST(qs_kll_rank(sk, q, NQ, 1, out), QS_OK);
+            for (int j = 0; j < NQ; j++) {
+                const double err = out[j] - (q[j] + 0.5) / (double)N;
+                mean += err;
+                if (fabs(err) > worst) worst = fabs(err);
+            }
+            qs_kll_free(sk);
+        }
+        mean /= (double)(SEEDS * NQ);
+        static const char *const names[3] = {"per item", "one batch", "merged shards"};
+        info("%s: mean signed rank error over %d seeds x %d queries %+.5f (max |error| %.5f)", names[path], SEEDS,
+             NQ, mean, worst);
+        CHECKF(fabs(mean) < 0.003, "%s: rank estimates are biased: mean signed error %+.5f", names[path], mean);
+    }
+    free(x);
+}
+
+/* The bulk path's survivor count and chunk size depend on k: try many. */
+static void test_estimation_bulk_many_k(void)
+{
+    rng_t r = {88};
+    const size_t N = 1500000;
+    double *x = xmalloc(N * sizeof(double));
+    for (size_t i = 0; i < N; i++) x[i] = runit(&r) * runit(&r); /* skewed */
+    exact_t e;
+    exact_build(&e, x, NULL, N);
+    const uint32_t ks[] = {8, 9, 16, 50, 127, 128, 129, 333, 1000, 4096, 20000};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        char label[64];
+        qs_kll *sk = new_sketch(ks[i], 1000 + i);
+        REQUIRE(sk);
+        size_t at = 0, calls = 0;
+        while (at < N) {
+            size_t len = (i % 2) ? N : 1 + (size_t)rbelow(&r, 150000);
+            if (len > N - at) len = N - at;
+            CHECK_ST(qs_kll_update_batch(sk, x + at, len, 0), QS_OK);
+            at += len;
+            calls++;
+            if (!INV_OK(sk, "bulk, many k", calls)) break;
+        }
+        snprintf(label, sizeof label, "batches, k=%u", (unsigned)ks[i]);
+        check_n_min_max(sk, &e, label);
+        const double err = check_accuracy(sk, &e, bound_for(ks[i]), label, &r);
+        info("%s, n=1.5e6 in %zu calls: max rank error %.5f (bound %.5f), %u retained", label, calls, err,
+             bound_for(ks[i]), qs_kll_num_retained(sk));
+        qs_kll_free(sk);
+    }
+    exact_free(&e);
     free(x);
 }
 
@@ -1508,6 +1792,25 @@ static void test_weighted_errors(void)
     CHECK(qs_kll_n(sk) == 9 && qs_kll_nan_count(sk) == 4);
     CHECK(qs_kll_min(sk) == 1.0 && qs_kll_max(sk) == 10.0);
     CHECK_INV(sk);
+    /* the batch path near the edge: rejected whole, or filling n exactly */
+    qs_kll *near = new_sketch(200, 3);
+    REQUIRE(near);
+    const uint64_t wbig[1] = {UINT64_MAX - 5};
+    CHECK_ST(qs_kll_update_weighted(near, x3, wbig, 1, 0), QS_OK);
+    double ten[10];
+    for (int i = 0; i < 10; i++) ten[i] = i;
+    bytes_t nb = ser(near);
+    CHECK_ST(qs_kll_update_batch(near, ten, 10, 0), QS_EOVERFLOW);
+    CHECK(unchanged_since(near, nb));
+    free(nb.p);
+    CHECK_ST(qs_kll_update_batch(near, ten, 4, 0), QS_OK);
+    CHECK_ST(qs_kll_update(near, 0.5, 0), QS_OK);
+    CHECK(qs_kll_n(near) == UINT64_MAX);
+    CHECK_INV(near);
+    CHECK_ST(qs_kll_update(near, 0.5, 0), QS_EOVERFLOW);
+    CHECK(qs_kll_n(near) == UINT64_MAX);
+    CHECK(qs_kll_min(near) == 0.0 && qs_kll_max(near) == 3.0);
+    qs_kll_free(near);
     /* exact sums up to the edge */
     qs_kll *edge = new_sketch(200, 2);
     REQUIRE(edge);
@@ -1544,7 +1847,7 @@ static void test_weighted_estimation(void)
         i += len;
         if (!INV_OK(sk, "weighted estimation", i)) break;
     }
-    CHECK(qs_kll_is_estimation_mode(sk) == 1);
+    CHECK(qs_kll_is_estimation_mode(sk) != 0);
     check_n_min_max(sk, &e, "weighted estimation");
     const double err = check_accuracy(sk, &e, bound_for(200), "weighted estimation k=200", &r);
     info("weighted, k=200, n=%zu items (total weight %llu): max rank error %.5f", N, (unsigned long long)e.n, err);
@@ -1614,7 +1917,7 @@ static void test_merge_exact(void)
     CHECK(qs_kll_k(c) == 50);
     CHECK_INV(c);
     /* 150 items do not fit k = 50: the sketch had to compact */
-    CHECK(qs_kll_is_estimation_mode(c) == 1);
+    CHECK(qs_kll_is_estimation_mode(c) != 0);
     check_n_min_max(c, &e, "after merging an empty k=50 sketch");
     check_accuracy(c, &e, bound_for(50), "after merging an empty k=50 sketch", &r);
 
@@ -1673,7 +1976,7 @@ static void test_merge_shards(void)
         if (!INV_OK(dst, "shard merge", s)) break;
     }
     check_n_min_max(dst, &e, "100 shards");
-    CHECK(qs_kll_is_estimation_mode(dst) == 1);
+    CHECK(qs_kll_is_estimation_mode(dst) != 0);
     const double err = check_accuracy(dst, &e, bound_for(200), "100 x 10000 shards merged", &r);
     info("100 x 10000 shards merged, k=200: max rank error %.5f, %u retained", err, qs_kll_num_retained(dst));
 
@@ -2033,7 +2336,7 @@ static void test_serde_roundtrip(void)
                          ((uint32_t)buf[sz - 1] << 24);
     CHECK(crc == qs_crc32(buf, sz - 4));
     CHECK(qs_crc32((const uint8_t *)"123456789", 9) == 0xCBF43926u);
-    CHECK(memcmp(buf, "QSK", 3) == 0 && buf[3] == 1);
+    CHECK(memcmp(buf, "QSK", 3) == 0 && buf[3] >= 1);
     free(buf);
     qs_kll_free(sk);
 }
@@ -2218,8 +2521,8 @@ static void test_serde_bad_headers(void)
     p[2] = 'L';
     put_crc(p, L);
     EXPECT_REJECT(L, QS_EFORMAT);
-    /* bad version, with and without a fixed CRC */
-    const uint8_t versions[3] = {0, 2, 255};
+    /* bad version (0, the next one, 255), with and without a fixed CRC */
+    const uint8_t versions[3] = {0, (uint8_t)(good.p[3] + 1), 255};
     for (int i = 0; i < 3; i++) {
         memcpy(p, good.p, L);
         p[3] = versions[i];
@@ -2250,7 +2553,6 @@ static void test_serde_bad_headers(void)
         {5, 0x80, QS_EFORMAT},
         {6, 7, QS_EFORMAT}, /* k = 7 */
         {8, 4, QS_EFORMAT}, /* m */
-        {11, 1, QS_EFORMAT}, /* reserved */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memcpy(p, good.p, L);
@@ -2258,6 +2560,26 @@ static void test_serde_bad_headers(void)
         if (cases[i].off == 6) p[7] = 0;
         put_crc(p, L);
         EXPECT_REJECT(L, cases[i].want);
+    }
+    /* byte 11: reserved (0) in format 1; in format 2 the highest compacted
+     * level, at most L and non-zero exactly when the estimation flag is set */
+    memcpy(p, good.p, L);
+    if (good.p[3] == 1) {
+        p[11] = 1;
+        put_crc(p, L);
+        EXPECT_REJECT(L, QS_EFORMAT);
+    } else {
+        CHECK(good.p[5] & 2u); /* an estimation-mode sketch */
+        p[11] = (uint8_t)(good.p[9] + 1);
+        put_crc(p, L);
+        EXPECT_REJECT(L, QS_EFORMAT);
+        p[11] = 0;
+        put_crc(p, L);
+        EXPECT_REJECT(L, QS_EFORMAT);
+        memcpy(p, good.p, L);
+        p[5] &= (uint8_t)~2u; /* estimation flag off, level still set */
+        put_crc(p, L);
+        EXPECT_REJECT(L, QS_EFORMAT);
     }
     /* num_levels 0 and 65 */
     memcpy(p, good.p, L);
@@ -2310,7 +2632,12 @@ static void test_serde_bad_headers(void)
         at += 8 * sz;
     }
     CHECK(swapped > 0);
-    CHECK(at + 4 == L);
+    if (good.p[3] >= 2) { /* format 2: exact-table limit, size T, 16 T bytes */
+        const size_t T = (size_t)good.p[at + 4] | ((size_t)good.p[at + 5] << 8);
+        CHECK(at + 8 + 16 * T + 4 == L);
+    } else {
+        CHECK(at + 4 == L);
+    }
     /* an empty sketch claiming a min */
     qs_kll *e = new_sketch(200, 1);
     REQUIRE(e);
@@ -2331,6 +2658,48 @@ static void test_serde_bad_headers(void)
 #undef EXPECT_REJECT
     free(p);
     free(good.p);
+}
+
+/* qs_crc32 (slice-by-8) against a bitwise reference: every length 0..300,
+ * unaligned starts, and the standard check values. */
+static uint32_t crc32_bitwise(const uint8_t *p, size_t len)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < len; i++) {
+        c ^= p[i];
+        for (int b = 0; b < 8; b++) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static void test_crc32(void)
+{
+    CHECK(qs_crc32((const uint8_t *)"", 0) == 0u);
+    CHECK(qs_crc32((const uint8_t *)"a", 1) == 0xE8B7BE43u);
+    CHECK(qs_crc32((const uint8_t *)"123456789", 9) == 0xCBF43926u);
+    CHECK(qs_crc32((const uint8_t *)"The quick brown fox jumps over the lazy dog", 43) == 0x414FA339u);
+    rng_t r = {95};
+    enum { CAP = 320 };
+    uint8_t *buf = xmalloc(CAP + 8);
+    size_t bad = 0;
+    for (int rep = 0; rep < 6; rep++)
+        for (size_t len = 0; len <= 300; len++) {
+            const size_t off = (size_t)rbelow(&r, 8);
+            uint8_t *p = xmalloc(len + off); /* exact size: ASan sees any over-read */
+            for (size_t i = 0; i < len + off; i++) p[i] = (uint8_t)(rep == 0 ? 0xFF : rep == 1 ? 0 : rnext(&r));
+            bad += qs_crc32(p + off, len) != crc32_bitwise(p + off, len);
+            free(p);
+        }
+    CHECKF(bad == 0, "%zu CRC-32 mismatches against the bitwise reference", bad);
+    /* every byte value in every slice position */
+    for (size_t pos = 0; pos < 16; pos++)
+        for (int v = 0; v < 256; v++) {
+            memset(buf, 0xA5, 16);
+            buf[pos] = (uint8_t)v;
+            if (qs_crc32(buf, 16) != crc32_bitwise(buf, 16)) bad++;
+        }
+    CHECKF(bad == 0, "%zu CRC-32 mismatches for single-byte patterns", bad);
+    free(buf);
 }
 
 /* ======================================================================== */
@@ -2522,8 +2891,15 @@ static void check_view_and_levels(qs_kll *sk, const char *label)
             for (uint32_t i = 1; i < ls; i++) bad += li[i - 1] > li[i];
     }
     CHECKF(bad == 0, "%s: a level above 0 is not sorted", label);
-    CHECK(total == qs_kll_n(sk));
-    CHECK(retained == qs_kll_num_retained(sk));
+#ifdef QS_KLL_MAX_EXACT_LIMIT
+    if (qs_kll_exact_limit(sk) > 0) { /* table mode: the compactors are empty */
+        CHECK(total == 0 && retained == 0);
+    } else
+#endif
+    {
+        CHECK(total == qs_kll_n(sk));
+        CHECK(retained == qs_kll_num_retained(sk));
+    }
     const double *li;
     uint32_t ls;
     CHECK_ST(qs_kll_level(sk, qs_kll_num_levels(sk), &li, &ls), QS_EINVAL);
@@ -2583,8 +2959,467 @@ static void test_view_and_cache(void)
 }
 
 /* ======================================================================== */
+/* Exact low-cardinality table and interpolating estimators (when present)  */
+/* ======================================================================== */
+
+#ifdef QS_KLL_MAX_EXACT_LIMIT
+
+/* A stream over `distinct` values (with -0.0 and +0.0 counted as one). */
+static void fill_low_cardinality(double *x, size_t n, uint32_t distinct, rng_t *r)
+{
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t v = rbelow(r, distinct);
+        x[i] = v == 0 ? ((i & 1) ? -0.0 : 0.0) : (double)v * 0.5 - 37.25; /* never 0 */
+    }
+}
+
+static void test_table_basics(void)
+{
+    rng_t r = {100};
+    CHECK(qs_kll_default_exact_limit(200) == 300);
+    CHECK(qs_kll_default_exact_limit(8) == 256);
+    CHECK(qs_kll_default_exact_limit(QS_KLL_MAX_K) == (3u * QS_KLL_MAX_K + 1u) / 2u);
+    qs_kll *sk = new_default_sketch(200, 1);
+    REQUIRE(sk);
+    CHECK(qs_kll_exact_limit(sk) == 300);
+    CHECK_ST(qs_kll_set_exact_limit(sk, QS_KLL_MAX_EXACT_LIMIT + 1), QS_EINVAL);
+    CHECK_ST(qs_kll_set_exact_limit(sk, QS_KLL_MAX_EXACT_LIMIT), QS_OK);
+    CHECK_ST(qs_kll_set_exact_limit(sk, 300), QS_OK);
+    CHECK(qs_kll_exact_limit(sk) == 300);
+    /* empty in table mode */
+    const double q = 1.0;
+    double out = 0.0;
+    CHECK_ST(qs_kll_rank(sk, &q, 1, 1, &out), QS_OK);
+    CHECK(isnan(out));
+    CHECK_INV(sk);
+
+    /* 1e6 items over 300 distinct values, per item, in batches and weighted: all exact */
+    const size_t N = 1000000;
+    double *x = xmalloc(N * sizeof(double));
+    fill_low_cardinality(x, N, 300, &r);
+    exact_t e;
+    exact_build(&e, x, NULL, N);
+    CHECK(e.len == 300);
+    for (size_t i = 0; i < 100000; i++) CHECK_ST(qs_kll_update(sk, x[i], 1), QS_OK);
+    size_t at = 100000;
+    while (at < N) {
+        size_t len = 1 + (size_t)rbelow(&r, 100000);
+        if (len > N - at) len = N - at;
+        CHECK_ST(qs_kll_update_batch(sk, x + at, len, 1), QS_OK);
+        at += len;
+        if (!INV_OK(sk, "table batches", at)) break;
+    }
+    CHECK(qs_kll_exact_limit(sk) == 300);
+    CHECK(qs_kll_num_retained(sk) == 300);
+    CHECK(qs_kll_is_estimation_mode(sk) == 0);
+    check_exact(sk, &e, "table mode, 1e6 items, 300 values", &r);
+    check_view_and_levels(sk, "table mode");
+    CHECK_ST(qs_kll_set_exact_limit(sk, 10), QS_EINVAL); /* not empty any more */
+
+    /* one more distinct value: the table moves into the compactors, exactly */
+    bytes_t before = ser(sk);
+    CHECK_ST(qs_kll_update(sk, 1e9, 1), QS_OK);
+    CHECK(qs_kll_exact_limit(sk) == 0);
+    CHECK(qs_kll_n(sk) == N + 1);
+    CHECK(qs_kll_max(sk) == 1e9);
+    CHECK_INV(sk);
+    exact_free(&e);
+    {
+        double *z = xmalloc((N + 1) * sizeof(double));
+        memcpy(z, x, N * sizeof(double));
+        z[N] = 1e9;
+        exact_build(&e, z, NULL, N + 1);
+        free(z);
+    }
+    if (qs_kll_is_estimation_mode(sk) == 0) check_exact(sk, &e, "table flushed into the compactors", &r);
+    else check_accuracy(sk, &e, bound_for(200), "table flushed into the compactors", &r);
+    /* and it keeps working as a sketch */
+    CHECK_ST(qs_kll_update_batch(sk, x, N, 0), QS_OK);
+    CHECK_INV(sk);
+    free(before.p);
+    exact_free(&e);
+    qs_kll_free(sk);
+
+    /* NaN counted first: the limit can no longer be changed */
+    sk = new_default_sketch(50, 2);
+    REQUIRE(sk);
+    CHECK_ST(qs_kll_update(sk, NAN, 0), QS_OK);
+    CHECK_ST(qs_kll_set_exact_limit(sk, 0), QS_EINVAL);
+    CHECK_ST(qs_kll_update(sk, NAN, 1), QS_ENAN);
+    const double xb[3] = {1.0, NAN, 2.0};
+    CHECK_ST(qs_kll_update_batch(sk, xb, 3, 1), QS_ENAN);
+    CHECK(qs_kll_n(sk) == 0 && qs_kll_nan_count(sk) == 1);
+    CHECK_ST(qs_kll_update_batch(sk, xb, 3, 0), QS_OK);
+    CHECK(qs_kll_n(sk) == 2 && qs_kll_nan_count(sk) == 2);
+    CHECK_INV(sk);
+    qs_kll_free(sk);
+
+    /* all-equal stream of 1e6 in the default mode: exact */
+    sk = new_default_sketch(200, 3);
+    REQUIRE(sk);
+    for (size_t i = 0; i < N; i++) x[i] = 0.1;
+    CHECK_ST(qs_kll_update_batch(sk, x, N, 1), QS_OK);
+    CHECK(qs_kll_num_retained(sk) == 1 && qs_kll_n(sk) == N);
+    const double qq[3] = {nextafter(0.1, 0.0), 0.1, 0.2};
+    double oo[3];
+    CHECK_ST(qs_kll_rank(sk, qq, 3, 1, oo), QS_OK);
+    CHECK(oo[0] == 0.0 && oo[1] == 1.0 && oo[2] == 1.0);
+    CHECK_ST(qs_kll_rank(sk, qq, 3, 0, oo), QS_OK);
+    CHECK(oo[0] == 0.0 && oo[1] == 0.0 && oo[2] == 1.0);
+    qs_kll_free(sk);
+    free(x);
+}
+
+static void test_table_weighted(void)
+{
+    rng_t r = {101};
+    const uint64_t P40 = UINT64_C(1) << 40;
+    const double x[6] = {3.0, -1.0, 3.0, 0.0, -0.0, 2.5};
+    const uint64_t w[6] = {P40, 7, P40 - 1, UINT64_C(0xFF00FF00FF), 1, 12345};
+    exact_t e;
+    exact_build(&e, x, w, 6);
+    qs_kll *sk = new_default_sketch(200, 1);
+    REQUIRE(sk);
+    CHECK_ST(qs_kll_update_weighted(sk, x, w, 6, 1), QS_OK);
+    CHECK(qs_kll_exact_limit(sk) > 0);
+    CHECK(qs_kll_num_retained(sk) == 4); /* -0.0 and 0.0 are one value */
+    CHECK_INV(sk);
+    check_exact(sk, &e, "table, weighted", &r);
+    /* weight 0, overflow: rejected, unchanged */
+    bytes_t before = ser(sk);
+    const uint64_t w0[1] = {0}, wmax[1] = {UINT64_MAX};
+    CHECK_ST(qs_kll_update_weighted(sk, x, w0, 1, 0), QS_EINVAL);
+    CHECK_ST(qs_kll_update_weighted(sk, x, wmax, 1, 0), QS_EOVERFLOW);
+    CHECK(unchanged_since(sk, before));
+    free(before.p);
+    /* the flush of huge weights into the compactors stays exact */
+    CHECK_ST(qs_kll_set_exact_limit(sk, 1), QS_EINVAL);
+    qs_kll *small = new_default_sketch(200, 2);
+    REQUIRE(small);
+    CHECK_ST(qs_kll_set_exact_limit(small, 3), QS_OK);
+    CHECK_ST(qs_kll_update_weighted(small, x, w, 6, 1), QS_OK); /* 4 distinct > 3: flushed */
+    CHECK(qs_kll_exact_limit(small) == 0);
+    CHECK(qs_kll_n(small) == e.n);
+    CHECK_INV(small);
+    if (!qs_kll_is_estimation_mode(small)) check_exact(small, &e, "table flushed with huge weights", &r);
+    qs_kll_free(small);
+    exact_free(&e);
+    qs_kll_free(sk);
+}
+
+static void test_table_merge_copy_serde(void)
+{
+    rng_t r = {102};
+    const size_t N = 20000;
+    double *x = xmalloc(2 * N * sizeof(double));
+    fill_low_cardinality(x, 2 * N, 250, &r);
+    exact_t e;
+    exact_build(&e, x, NULL, 2 * N);
+
+    /* copy: identical bytes, independent afterwards, freed separately */
+    qs_kll *a = new_default_sketch(200, 1);
+    REQUIRE(a);
+    CHECK_ST(qs_kll_update_batch(a, x, N, 0), QS_OK);
+    qs_kll *c = copy_sketch(a);
+    REQUIRE(c);
+    CHECK(same_state(a, c));
+    bytes_t ba = ser(a);
+    CHECK_ST(qs_kll_update_batch(c, x + N, N, 0), QS_OK);
+    CHECK(unchanged_since(a, ba));
+    free(ba.p);
+    qs_kll_free(c);
+    CHECK_INV(a);
+
+    /* table + table */
+    qs_kll *b = new_default_sketch(200, 2);
+    REQUIRE(b);
+    CHECK_ST(qs_kll_update_batch(b, x + N, N, 0), QS_OK);
+    qs_kll *ab = copy_sketch(a);
+    REQUIRE(ab);
+    bytes_t bb = ser(b);
+    CHECK_ST(qs_kll_merge(ab, b), QS_OK);
+    CHECK(unchanged_since(b, bb));
+    free(bb.p);
+    CHECK_INV(ab);
+    check_exact(ab, &e, "table + table merge", &r);
+
+    /* table into compactors, compactors into table */
+    for (int dir = 0; dir < 2; dir++) {
+        qs_kll *t = new_default_sketch(200, 3), *k = new_sketch(200, 4);
+        REQUIRE(t && k);
+        CHECK_ST(qs_kll_update_batch(dir ? k : t, x, N, 0), QS_OK);
+        CHECK_ST(qs_kll_update_batch(dir ? t : k, x + N, N, 0), QS_OK);
+        CHECK_ST(qs_kll_merge(dir ? t : k, dir ? k : t), QS_OK);
+        qs_kll *m = dir ? t : k;
+        CHECK_INV(m);
+        check_n_min_max(m, &e, dir ? "compactors into table" : "table into compactors");
+        check_accuracy(m, &e, bound_for(200), dir ? "compactors into table" : "table into compactors", &r);
+        qs_kll_free(t);
+        qs_kll_free(k);
+    }
+
+    /* self merge of a table */
+    qs_kll *d = copy_sketch(a);
+    REQUIRE(d);
+    CHECK_ST(qs_kll_merge(d, d), QS_OK);
+    CHECK(qs_kll_n(d) == 2 * N);
+    CHECK_INV(d);
+    qs_kll_free(d);
+
+    /* a source with a smaller limit whose values the destination already
+     * holds: the destination must stay consistent (and serializable) */
+    qs_kll *big = new_default_sketch(200, 5), *lim = new_default_sketch(200, 6);
+    REQUIRE(big && lim);
+    for (int i = 0; i < 250; i++) CHECK_ST(qs_kll_update(big, (double)i, 0), QS_OK);
+    CHECK_ST(qs_kll_set_exact_limit(lim, 16), QS_OK);
+    CHECK_ST(qs_kll_update(lim, 5.0, 0), QS_OK);
+    CHECK_ST(qs_kll_merge(big, lim), QS_OK);
+    CHECK(qs_kll_n(big) == 251);
+    CHECK_INV(big);
+    {
+        bytes_t bs = ser(big);
+        qs_status st;
+        const char *msg;
+        qs_kll *dec = deser(bs.p, bs.len, &st, &msg);
+        CHECKF(dec != NULL, "a merged table sketch does not decode: %s (%s)", status_name(st), msg ? msg : "?");
+        qs_kll_free(dec);
+        free(bs.p);
+    }
+    qs_kll_free(big);
+    qs_kll_free(lim);
+
+    /* serde round trips in table mode */
+    roundtrip(a, "table mode", &r);
+    roundtrip(ab, "table mode after a merge", &r);
+    qs_kll_free(a);
+    qs_kll_free(b);
+    qs_kll_free(ab);
+    exact_free(&e);
+    free(x);
+}
+
+/* Corrupt table-mode bytes: every truncation, every bit flip (raw and with a
+ * valid CRC) must give NULL with a message, or a sketch passing its checks. */
+static void test_table_serde_corruption(void)
+{
+    qs_kll *sk = new_default_sketch(8, 5);
+    REQUIRE(sk);
+    rng_t r = {103};
+    for (int i = 0; i < 300; i++) CHECK_ST(qs_kll_update(sk, (double)rbelow(&r, 20), 0), QS_OK);
+    CHECK(qs_kll_exact_limit(sk) > 0);
+    bytes_t good = ser(sk);
+    qs_kll_free(sk);
+    qs_status st;
+    const char *msg;
+    for (size_t len = 0; len < good.len; len++) {
+        qs_kll *d = deser(good.p, len, &st, &msg);
+        CHECKF(d == NULL && msg != NULL && st != QS_OK, "table bytes truncated to %zu: accepted", len);
+        qs_kll_free(d);
+    }
+    uint8_t *p = xmalloc(good.len);
+    size_t accepted = 0;
+    for (int fixcrc = 0; fixcrc < 2; fixcrc++)
+        for (size_t bit = 0; bit < (good.len - (fixcrc ? 4 : 0)) * 8; bit++) {
+            memcpy(p, good.p, good.len);
+            p[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            if (fixcrc) put_crc(p, good.len);
+            qs_kll *d = deser(p, good.len, &st, &msg);
+            if (d) {
+                accepted++;
+                exercise_decoded(d, "table-mode bit flip", bit);
+                qs_kll_free(d);
+            } else {
+                CHECKF(msg != NULL && st != QS_OK, "table bit %zu: NULL without a message", bit);
+            }
+        }
+    info("table-mode bytes (%zu): %zu of %zu flips decoded to valid sketches", good.len, accepted,
+         good.len * 16 - 32);
+    free(p);
+    free(good.p);
+}
+
+/* Format 1 (no table section) is still read. */
+static void test_serde_format1(void)
+{
+    rng_t r = {104};
+    qs_kll *sk = new_sketch(200, 9);
+    REQUIRE(sk);
+    double *x = xmalloc(50000 * sizeof(double));
+    fill_uniform(x, 50000, &r);
+    CHECK_ST(qs_kll_update_batch(sk, x, 50000, 0), QS_OK);
+    bytes_t b = ser(sk);
+    REQUIRE(b.p[3] >= 2);
+    /* drop the (empty) table section: limit 0, size 0 */
+    const size_t tail = b.len - 4 - 8;
+    CHECK(b.p[tail] == 0 && b.p[tail + 4] == 0);
+    uint8_t *v1 = xmalloc(b.len - 8);
+    memcpy(v1, b.p, tail);
+    v1[3] = 1;
+    v1[11] = 0; /* reserved in format 1 (format 2 keeps the compacted level there) */
+    put_crc(v1, b.len - 8);
+    qs_status st;
+    const char *msg;
+    qs_kll *d = deser(v1, b.len - 8, &st, &msg);
+    CHECKF(d != NULL, "format 1 bytes rejected: %s (%s)", status_name(st), msg ? msg : "?");
+    if (d) {
+        /* re-encoded in the current format: the original bytes, except byte 11
+         * (format 1 did not record the compacted level) and the CRC */
+        bytes_t b2 = ser(d);
+        CHECK(b2.len == b.len);
+        if (b2.len == b.len) {
+            size_t diff = 0;
+            for (size_t i = 0; i < b.len - 4; i++) diff += i != 11 && b.p[i] != b2.p[i];
+            CHECKF(diff == 0, "format 1 decode: %zu bytes differ after re-encoding", diff);
+        }
+        CHECK(qs_kll_is_estimation_mode(d) != 0);
+        CHECK(qs_kll_n(d) == qs_kll_n(sk));
+        double qv[64], o1[64], o2[64];
+        for (int i = 0; i < 64; i++) qv[i] = runit(&r);
+        CHECK_ST(qs_kll_rank(d, qv, 64, 1, o1), QS_OK);
+        CHECK_ST(qs_kll_rank(sk, qv, 64, 1, o2), QS_OK);
+        for (int i = 0; i < 64; i++) CHECK(o1[i] == o2[i]);
+        CHECK_INV(d);
+        free(b2.p);
+        qs_kll_free(d);
+    }
+    /* format 1 with trailing table bytes is not format 2 */
+    uint8_t *v1t = xmalloc(b.len);
+    memcpy(v1t, b.p, b.len);
+    v1t[3] = 1;
+    v1t[11] = 0;
+    put_crc(v1t, b.len);
+    d = deser(v1t, b.len, &st, &msg);
+    CHECK(d == NULL && st == QS_EFORMAT);
+    qs_kll_free(d);
+    free(v1t);
+    free(v1);
+    free(b.p);
+    free(x);
+    qs_kll_free(sk);
+}
+
+/* The interpolating estimators' documented contract. */
+static void test_estimators(void)
+{
+    rng_t r = {105};
+    const size_t N = 300000;
+    double *x = xmalloc(N * sizeof(double));
+    for (size_t i = 0; i < N; i++) x[i] = runit(&r) * runit(&r) * 100.0; /* skewed */
+    exact_t e;
+    exact_build(&e, x, NULL, N);
+    qs_kll *sk = new_sketch(200, 1);
+    REQUIRE(sk);
+    CHECK_ST(qs_kll_update_batch(sk, x, N, 0), QS_OK);
+    CHECK(qs_kll_is_estimation_mode(sk));
+    const double slack = qs_kll_interp_slack(sk);
+    CHECK(slack > 0.0);
+    enum { NQ = 2000 };
+    double q[NQ], lo[NQ], hi[NQ], est[NQ];
+    for (int i = 0; i < NQ; i++) q[i] = (i & 1) ? e.v[rbelow(&r, e.len)] : runit(&r) * 110.0 - 5.0;
+    CHECK_ST(qs_kll_rank(sk, q, NQ, 0, lo), QS_OK);
+    CHECK_ST(qs_kll_rank(sk, q, NQ, 1, hi), QS_OK);
+    const double tol = slack / (double)N + 1e-12;
+    const int ests[2] = {QS_EST_LINEAR, QS_EST_LEARNED};
+    for (int ei = 0; ei < 2; ei++) {
+        double worst = 0.0;
+        for (int inc = 0; inc <= 1; inc++) {
+            CHECK_ST(qs_kll_rank_est(sk, q, NQ, inc, ests[ei], est), QS_OK);
+            size_t bad = 0;
+            for (int i = 0; i < NQ; i++) {
+                if (!(est[i] >= lo[i] - tol && est[i] <= hi[i] + tol)) bad++;
+                const double err = fabs(est[i] - exact_rank(&e, q[i], inc));
+                if (err > worst) worst = err;
+            }
+            CHECKF(bad == 0, "estimator %d: %zu ranks outside the step interval widened by the slack", ests[ei], bad);
+        }
+        CHECKF(worst <= bound_for(200) + tol, "estimator %d: rank error %.5f", ests[ei], worst);
+        /* quantiles: within [min, max], monotone, exact ends */
+        double p[1001], qo[1001];
+        for (int i = 0; i <= 1000; i++) p[i] = i / 1000.0;
+        for (int inc = 0; inc <= 1; inc++) {
+            CHECK_ST(qs_kll_quantile_est(sk, p, 1001, inc, ests[ei], qo), QS_OK);
+            size_t bad = 0;
+            for (int i = 0; i <= 1000; i++) {
+                if (!(qo[i] >= e.v[0] && qo[i] <= e.v[e.len - 1])) bad++;
+                if (i && qo[i] < qo[i - 1]) bad++;
+                const double rl = exact_rank(&e, qo[i], 0), rh = exact_rank(&e, qo[i], 1);
+                if (!(rl - bound_for(200) - tol <= p[i] && p[i] <= rh + bound_for(200) + tol)) bad++;
+            }
+            CHECKF(bad == 0, "estimator %d: %zu bad quantiles", ests[ei], bad);
+            CHECK(qo[0] == e.v[0] && qo[1000] == e.v[e.len - 1]);
+        }
+        info("estimator %d: max rank error %.5f (step bound %.5f, slack %.1f items)", ests[ei], worst,
+             bound_for(200), slack);
+    }
+    /* the step estimator through the _est entry points is the plain one */
+    CHECK_ST(qs_kll_rank_est(sk, q, NQ, 1, QS_EST_STEP, est), QS_OK);
+    size_t diff = 0;
+    for (int i = 0; i < NQ; i++) diff += est[i] != hi[i];
+    CHECK(diff == 0);
+    CHECK_ST(qs_kll_rank_est(sk, q, 1, 1, 99, est), QS_EINVAL);
+    const double badp = 1.5;
+    CHECK_ST(qs_kll_quantile_est(sk, &badp, 1, 1, QS_EST_LINEAR, est), QS_EINVAL);
+    qs_kll_free(sk);
+    exact_free(&e);
+
+    /* exact mode (compactors, nothing compacted) and table mode: exact answers */
+    for (int mode = 0; mode < 2; mode++) {
+        qs_kll *s2 = mode ? new_default_sketch(200, 2) : new_sketch(200, 2);
+        REQUIRE(s2);
+        CHECK_ST(qs_kll_update_batch(s2, x, 150, 0), QS_OK);
+        CHECK(!qs_kll_is_estimation_mode(s2));
+        CHECK(qs_kll_interp_slack(s2) == 0.0);
+        exact_build(&e, x, NULL, 150);
+        double qq[450], oo[450];
+        for (size_t i = 0; i < 150; i++) {
+            qq[3 * i] = x[i];
+            qq[3 * i + 1] = nextafter(x[i], 0.0);
+            qq[3 * i + 2] = x[i] + 0.01;
+        }
+        for (int ei = 0; ei < 2; ei++)
+            for (int inc = 0; inc <= 1; inc++) {
+                CHECK_ST(qs_kll_rank_est(s2, qq, 450, inc, ests[ei], oo), QS_OK);
+                size_t bad = 0;
+                for (int i = 0; i < 450; i++) bad += oo[i] != exact_rank(&e, qq[i], inc);
+                CHECKF(bad == 0, "%s mode, estimator %d: %zu inexact ranks", mode ? "table" : "exact", ests[ei], bad);
+            }
+        exact_free(&e);
+        qs_kll_free(s2);
+    }
+
+    /* atoms: few distinct values in estimation mode, every item an atom */
+    qs_kll *s3 = new_sketch(200, 3);
+    REQUIRE(s3);
+    for (size_t i = 0; i < N; i++) x[i] = (double)rbelow(&r, 10);
+    CHECK_ST(qs_kll_update_batch(s3, x, N, 0), QS_OK);
+    CHECK(qs_kll_is_estimation_mode(s3));
+    double qa[10], step[10], oa[10];
+    for (int i = 0; i < 10; i++) qa[i] = i;
+    for (int ei = 0; ei < 2; ei++)
+        for (int inc = 0; inc <= 1; inc++) {
+            CHECK_ST(qs_kll_rank(s3, qa, 10, inc, step), QS_OK);
+            CHECK_ST(qs_kll_rank_est(s3, qa, 10, inc, ests[ei], oa), QS_OK);
+            size_t bad = 0;
+            for (int i = 0; i < 10; i++) bad += fabs(oa[i] - step[i]) > 1e-12;
+            CHECKF(bad == 0, "estimator %d at atoms: %zu ranks differ from the step estimator", ests[ei], bad);
+        }
+    qs_kll_free(s3);
+    free(x);
+}
+
+#endif /* QS_KLL_MAX_EXACT_LIMIT */
+
+/* ======================================================================== */
 /* Runner                                                                   */
 /* ======================================================================== */
+
+static void on_timeout(int sig)
+{
+    static const char msg[] = "\nTIMEOUT: a test ran longer than the watchdog allows (QS_TEST_TIMEOUT)\n";
+    (void)sig;
+    if (write(2, msg, sizeof msg - 1) < 0) _exit(3);
+    _exit(3);
+}
 
 typedef void (*test_fn)(void);
 static const struct {
@@ -2603,6 +3438,8 @@ static const struct {
     {"estimation_per_item", test_estimation_per_item},
     {"estimation_batch", test_estimation_batch},
     {"estimation_sorted_streams", test_estimation_sorted_streams},
+    {"estimation_bulk_many_k", test_estimation_bulk_many_k},
+    {"unbiased", test_unbiased},
     {"weighted_exact", test_weighted_exact},
     {"weighted_errors", test_weighted_errors},
     {"weighted_estimation", test_weighted_estimation},
@@ -2612,6 +3449,7 @@ static const struct {
     {"merge_failure_is_transactional", test_merge_failure_is_transactional},
     {"copy", test_copy},
     {"determinism", test_determinism},
+    {"crc32", test_crc32},
     {"serde_roundtrip", test_serde_roundtrip},
     {"serde_truncation", test_serde_truncation},
     {"serde_bitflips", test_serde_bitflips},
@@ -2620,6 +3458,14 @@ static const struct {
     {"extreme_values", test_extreme_values},
     {"all_equal_stream", test_all_equal_stream},
     {"view_and_cache", test_view_and_cache},
+#ifdef QS_KLL_MAX_EXACT_LIMIT
+    {"table_basics", test_table_basics},
+    {"table_weighted", test_table_weighted},
+    {"table_merge_copy_serde", test_table_merge_copy_serde},
+    {"table_serde_corruption", test_table_serde_corruption},
+    {"serde_format1", test_serde_format1},
+    {"estimators", test_estimators},
+#endif
 };
 
 int main(int argc, char **argv)
@@ -2628,13 +3474,28 @@ int main(int argc, char **argv)
     int passed = 0, failed = 0;
     const clock_t start = clock();
     setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *tmo = getenv("QS_TEST_TIMEOUT");
+    const unsigned timeout = tmo && atoi(tmo) > 0 ? (unsigned)atoi(tmo) : 600u;
+    signal(SIGALRM, on_timeout);
     for (size_t i = 0; i < sizeof TESTS / sizeof TESTS[0]; i++) {
         if (filter && !strstr(TESTS[i].name, filter)) continue;
         g_test_name = TESTS[i].name;
         g_test_failures = 0;
         printf("[ RUN  ] %s\n", TESTS[i].name);
         const clock_t t0 = clock();
+        alarm(timeout);
         TESTS[i].fn();
+        alarm(0);
+#ifdef QS_TEST_LSAN
+        /* A leak fails the test that made it.  LeakSanitizer reports every
+         * leak seen so far, so stop checking after the first one (the report
+         * at exit still lists them all). */
+        static int leak_seen = 0;
+        if (!leak_seen && __lsan_do_recoverable_leak_check() != 0) {
+            leak_seen = 1;
+            (void)check_failed(__FILE__, __LINE__, "no memory leaked during this test (see the LeakSanitizer report)");
+        }
+#endif
         const double dt = seconds(t0, clock());
         if (g_test_failures == 0) {
             passed++;
