@@ -105,14 +105,14 @@ static double hermite_inverse(double g, double sa, double sb)
     double lo = 0.0, hi = 1.0, t = g;
     for (int it = 0; it < 60; it++) {
         const double f = hermite(t, sa, sb) - g;
-        if (fabs(f) < 1e-15) break;
+        if (fabs(f) < 1e-12) break;
         if (f < 0.0) lo = t;
         else hi = t;
         const double u = 1.0 - t;
         const double d = 6.0 * t * u + sa * u * (u - 2.0 * t) + sb * t * (3.0 * t - 2.0);
         double next = d > 0.0 ? t - f / d : 0.5 * (lo + hi);
         if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
-        if (hi - lo < 1e-15) break;
+        if (hi - lo < 1e-12) break;
         t = next;
     }
     return t;
@@ -432,23 +432,6 @@ qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive
     return QS_OK;
 }
 
-/* First index i with a[i] >= t (or > t when strict); a is non-decreasing. */
-static size_t first_reaching(const double *a, size_t n, double t, int strict)
-{
-    size_t lo = 0, len = n;
-    while (len > 0) {
-        const size_t half = len / 2;
-        const double v = a[lo + half];
-        if (strict ? v <= t : v < t) {
-            lo += half + 1;
-            len -= half + 1;
-        } else {
-            len = half;
-        }
-    }
-    return lo;
-}
-
 /* The value at fraction g of the way through segment j (inverse of the rank). */
 static double segment_value(const qs_est_view *v, size_t j, double g, int learned)
 {
@@ -473,39 +456,41 @@ qs_status qs_kll_quantile_est(qs_kll *sk, const double *p, size_t len, int inclu
     if (st != QS_OK) return st;
     const size_t K = v->size;
     const double n = (double)sk->n;
-    for (size_t i = 0; i < len; i++) {
-        const double pi = p[i];
-        if (pi == 0.0) {
-            out[i] = sk->min;
-            continue;
-        }
-        if (pi == 1.0) {
-            out[i] = sk->max;
-            continue;
-        }
+    double t[256];
+    size_t idx[256];
+    for (size_t start = 0; start < len; start += 256) {
+        const size_t m = len - start < 256 ? len - start : 256;
         /* p n rounded to 2^-20 of an item, as the step estimator does */
-        const double t = n < 8796093022208.0
-                             ? (double)(uint64_t)(pi * n * 1048576.0 + 0.5) / 1048576.0
-                             : pi * n;
-        /* inclusive: the smallest x with rank(x) >= t; exclusive: > t */
-        size_t k = first_reaching(v->hi, K, t, !inclusive);
-        if (k >= K) {
-            out[i] = sk->max;
-            continue;
+        for (size_t i = 0; i < m; i++) {
+            const double pi = p[start + i];
+            t[i] = n < 8796093022208.0 ? (double)(uint64_t)(pi * n * 1048576.0 + 0.5) / 1048576.0
+                                       : pi * n;
         }
-        const int at_knot = inclusive ? v->lo[k] < t : v->lo[k] <= t;
-        if (at_knot || k == 0) {
-            out[i] = v->x[k];
-            continue;
+        /* inclusive: the first knot with hi >= t, i.e. the count of hi < t;
+         * exclusive: the first with hi > t, the count of hi <= t */
+        qs_count_below_many(v->hi, K, t, m, !inclusive, idx);
+        for (size_t i = 0; i < m; i++) {
+            const double pi = p[start + i], ti = t[i];
+            const size_t k = idx[i];
+            double x;
+            if (pi == 0.0) {
+                x = sk->min;
+            } else if (pi == 1.0 || k >= K) {
+                x = sk->max;
+            } else if ((inclusive ? v->lo[k] < ti : v->lo[k] <= ti) || k == 0) {
+                x = v->x[k]; /* the rank jumps over t at this knot */
+            } else {
+                const double den = v->lo[k] - v->hi[k - 1];
+                if (!(den > 0.0)) {
+                    x = v->x[k];
+                } else {
+                    double g = (ti - v->hi[k - 1]) / den;
+                    g = g < 0.0 ? 0.0 : (g > 1.0 ? 1.0 : g);
+                    x = segment_value(v, k - 1, g, learned);
+                }
+            }
+            out[start + i] = x;
         }
-        const double den = v->lo[k] - v->hi[k - 1];
-        if (!(den > 0.0)) {
-            out[i] = v->x[k];
-            continue;
-        }
-        double g = (t - v->hi[k - 1]) / den;
-        g = g < 0.0 ? 0.0 : (g > 1.0 ? 1.0 : g);
-        out[i] = segment_value(v, k - 1, g, learned);
     }
     return QS_OK;
 }
