@@ -795,6 +795,17 @@ cdef class KLLSketch:
             raise SerializationError(f"cannot decode a sketch: {reason}")
         return KLLSketch._wrap(sk)
 
+    @classmethod
+    def from_datasketches(cls, data, *, seed=None, kind=None):
+        """Build a sketch from Apache DataSketches KLL bytes; see qsketch.from_datasketches()."""
+        from qsketch.datasketches_format import from_datasketches
+        return from_datasketches(data, seed, kind=kind)
+
+    def to_datasketches(self, kind="double"):
+        """Serialize in Apache DataSketches' compact KLL format; see qsketch.to_datasketches()."""
+        from qsketch.datasketches_format import to_datasketches
+        return to_datasketches(self, kind)
+
     def __reduce__(self):
         return (_kll_from_bytes, (self.to_bytes(),))
 
