@@ -15,7 +15,10 @@ import numpy
 import pytest
 
 import qsketch
+import qsketch.datasketches_format
 import qsketch.errors
+import qsketch.eval
+import qsketch.integrations.dask
 import qsketch.sketch
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
@@ -50,6 +53,21 @@ def collect():
         if callable(obj) and id(obj) not in seen:
             seen.add(id(obj))
             docs[f"qsketch.{name}"] = obj.__doc__
+    for mod in (qsketch.datasketches_format, qsketch.integrations.dask):  # public submodules
+        docs[mod.__name__] = mod.__doc__
+        for name, obj in inspect.getmembers(mod, inspect.isfunction):
+            if not name.startswith("_") and obj.__module__ == mod.__name__ and id(obj) not in seen:
+                seen.add(id(obj))
+                docs[f"{mod.__name__}.{name}"] = obj.__doc__
+    docs["qsketch.eval"] = qsketch.eval.__doc__
+    for name in qsketch.eval.__all__:  # the eval API: functions, classes and their methods
+        obj = getattr(qsketch.eval, name)
+        if callable(obj) and id(obj) not in seen:
+            seen.add(id(obj))
+            docs[f"qsketch.eval.{name}"] = obj.__doc__
+            for member, attr in vars(obj).items() if inspect.isclass(obj) else ():
+                if not member.startswith("_") and (inspect.isfunction(attr) or isinstance(attr, (property, classmethod, staticmethod))):
+                    docs[f"qsketch.eval.{name}.{member}"] = _doc_of(obj, member)
     return docs
 
 
@@ -74,6 +92,9 @@ def test_collection_finds_the_public_api():
         "qsketch.KLLSketch.cdf", "qsketch.KLLSketch.pmf", "qsketch.KLLSketch.rank_bounds",
         "qsketch.KLLSketch.sorted_view", "qsketch.KLLSketch.to_bytes",
         "qsketch.KLLSketch.from_bytes", "qsketch.KLLSketch.normalized_rank_error",
+        "qsketch.from_datasketches", "qsketch.to_datasketches", "qsketch.integrations.dask.sketch",
+        "qsketch.integrations.dask.approx_quantile", "qsketch.integrations.dask.aggregation",
+        "qsketch.eval", "qsketch.eval.ScoreAggregator", "qsketch.eval.ScoreAggregator.summary", "qsketch.eval.read_lm_eval",
     }
     assert must <= set(WITH_EXAMPLES), sorted(must - set(WITH_EXAMPLES))
 

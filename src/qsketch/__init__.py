@@ -10,12 +10,15 @@
 from qsketch._core import DEFAULT_K, MAX_K, MIN_K, KLLSketch
 from qsketch.errors import QSketchError, SerializationError
 from qsketch.sketch import merge_all
+from qsketch.datasketches_format import from_datasketches, to_datasketches
 
 __version__ = "0.1.0"
 
 __all__ = [
     "KLLSketch",
     "merge_all",
+    "from_datasketches",
+    "to_datasketches",
     "QSketchError",
     "SerializationError",
     "DEFAULT_K",
