@@ -261,8 +261,13 @@ def build_cases(cfg, have_peer):
         return [get_quantile(p, True) for p in probs_list]
 
     cases.append(Case(
-        "rank", f"`rank` of {_fmt_n(nq)} queries (vectorized) vs a Python loop over `get_rank`",
-        lambda: qsk.rank(queries), peer_rank_loop if have_peer else None, target=10.0, items=nq,
+        "rank", f"`rank` of {_fmt_n(nq)} queries (vectorized, step estimator) vs a Python loop over `get_rank`",
+        lambda: qsk.rank(queries, estimator="step"), peer_rank_loop if have_peer else None, target=10.0,
+        items=nq,
+    ))
+    cases.append(Case(
+        "rank_learned", f"`rank` of {_fmt_n(nq)} queries (default learned estimator) vs the same loop",
+        lambda: qsk.rank(queries), peer_rank_loop if have_peer else None, items=nq,
     ))
     cases.append(Case(
         "cdf", f"`cdf` at {_fmt_n(nq)} sorted split points vs DataSketches' `get_cdf`",
@@ -270,8 +275,13 @@ def build_cases(cfg, have_peer):
         items=splits.size,
     ))
     cases.append(Case(
-        "quantile", f"`quantile` of {_fmt_n(nq)} probabilities (vectorized) vs a Python loop over `get_quantile`",
-        lambda: qsk.quantile(probs), peer_quantile_loop if have_peer else None, target=10.0, items=nq,
+        "quantile", f"`quantile` of {_fmt_n(nq)} probabilities (vectorized, step estimator) vs a Python loop over `get_quantile`",
+        lambda: qsk.quantile(probs, estimator="step"), peer_quantile_loop if have_peer else None,
+        target=10.0, items=nq,
+    ))
+    cases.append(Case(
+        "quantile_learned", f"`quantile` of {_fmt_n(nq)} probabilities (default learned estimator) vs the same loop",
+        lambda: qsk.quantile(probs), peer_quantile_loop if have_peer else None, items=nq,
     ))
     cases.append(Case(
         "quantiles", f"`quantile` of {_fmt_n(nq)} probabilities vs DataSketches' `get_quantiles`",
@@ -348,14 +358,14 @@ def sanity_check(cases, qsk, psk, queries, probs, splits, ssk, psk2, blob, pblob
     assert by_key["micro"].peer().n == cfg["n_micro"]
     assert by_key["merge"].peer().n == cfg["n_parts"] * cfg["part_n"]
     assert kll_doubles_sketch.deserialize(pblob).n == psk2.n
-    rq = qsk.rank(queries)
+    rq = qsk.rank(queries, estimator="step")
     rp = np.asarray(by_key["rank"].peer())
     assert np.max(np.abs(rq - rp)) < eps, "rank: qsketch and DataSketches disagree"
     cq = qsk.cdf(splits)
     cp = np.asarray(psk.get_cdf(splits, True))
     assert cq.shape == cp.shape and np.max(np.abs(cq - cp)) < eps, "cdf: qsketch and DataSketches disagree"
     # compare quantiles through their ranks in the qsketch sketch
-    qq = qsk.rank(qsk.quantile(probs))
+    qq = qsk.rank(qsk.quantile(probs, estimator="step"))
     qp = qsk.rank(np.asarray(by_key["quantile"].peer()))
     assert np.max(np.abs(qq - qp)) < 2 * eps, "quantile: qsketch and DataSketches disagree"
 
