@@ -355,7 +355,8 @@ static qs_status build_est(qs_kll *sk, int learned, qs_est_view **out)
         for (uint32_t j = 0; j < size; j++) {
             while (v->x[knot] < y[j]) knot++;
             const int atom = mult[knot] >= 2;
-            double pm = atom ? w : 1.0, sl = atom ? 0.0 : spread, sr = sl;
+            /* a spread item keeps 1 (itself) at its value; an unspread one all of w */
+            double pm = atom ? w : w - 2.0 * spread, sl = atom ? 0.0 : spread, sr = sl;
             if (knot == 0) { pm += sl; sl = 0.0; }
             if (knot == K - 1) { pm += sr; sr = 0.0; }
             add_gap(v, G, learned, prev, knot, prev_right + sl, point, diff, partial);

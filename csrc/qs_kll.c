@@ -1252,6 +1252,7 @@ int qs_kll_check_invariants(const qs_kll *sk, const char **message)
         }
     }
     if (sk->tab_limit) {
+        if (sk->compacted) FAIL("an exact table in a sketch that has compacted");
         if (sk->tab_size > sk->tab_limit) FAIL("the exact table is over its limit");
         if (sk->levels[sk->num_levels] != sk->levels[0]) FAIL("exact table and compactors both hold items");
         for (uint32_t i = 0; i < sk->tab_size; i++) {

@@ -6,7 +6,7 @@
  *
  *   offset  size  field
  *        0     3  magic "QSK"
- *        3     1  format version (1)
+ *        3     1  format version (2; 1 is still read)
  *        4     1  sketch type (1 = KLL over float64)
  *        5     1  flags: bit 0 level 0 sorted, bit 1 estimation mode
  *        6     2  k
