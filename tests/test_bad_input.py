@@ -15,9 +15,12 @@ NAN = float("nan")
 
 
 def make(state, policy="ignore"):
-    s = KLLSketch(64, seed=5, nan_policy=policy)
-    if state == "exact":
+    s = KLLSketch(64, seed=5, nan_policy=policy, exact_limit=0 if state == "exact_compactors" else None)
+    if state in ("exact", "exact_compactors"):  # the exact table; the compactors before any compaction
         s.update([3.0, 1.0, 2.0])
+    elif state == "table":  # many items, few distinct values: the exact table
+        s.update(np.random.default_rng(3).integers(1, 6, size=20_000).astype(float))
+        assert s.exact_limit and not s.is_estimation_mode
     elif state == "estimation":
         s.update(np.random.default_rng(1).normal(size=20_000))
         assert s.is_estimation_mode
@@ -27,7 +30,7 @@ def make(state, policy="ignore"):
     return s
 
 
-STATES = ["empty", "exact", "estimation", "pending"]
+STATES = ["empty", "exact", "exact_compactors", "table", "estimation", "pending"]
 
 
 def assert_rejects(s, exc, call, match=None):

@@ -1,8 +1,15 @@
 """Core behaviour of qsketch.KLLSketch: construction, exact mode, input
 conversions, weights, copies, merges, pickling, determinism, query shapes and
-a basic thread-safety check.  Exact answers come from tests/oracle.py."""
+a basic thread-safety check.  Exact answers come from tests/oracle.py.
+
+Two exact modes: a new sketch counts the distinct values of the stream in its
+exact low-cardinality table (while there are at most ``exact_limit`` of them),
+and the compactors are exact until their first compaction (tests of that one
+pass ``exact_limit=0``).  In both, every estimator gives the exact answer.
+Tests of the step function's own semantics pass ``estimator="step"``."""
 
 import copy
+import itertools
 import math
 import pickle
 import threading
@@ -13,6 +20,7 @@ import pytest
 import qsketch
 from qsketch import KLLSketch
 
+from interp_bounds import ESTIMATORS, INTERPOLATING, assert_within_step_interval, interp_slack
 from oracle import exact_quantile, exact_rank, exact_weighted_rank
 
 NUMERIC_DTYPES = [
@@ -38,28 +46,32 @@ def query_points(data):
 
 
 def assert_exact(s, data):
-    """Every rank (both modes) and quantile (both modes) equals the oracle."""
+    """Every rank (both modes) and quantile (both modes) equals the oracle,
+    with the sketch's default estimator and with each one named."""
     data = np.asarray(data, dtype=np.float64)
     assert not s.is_estimation_mode
     assert s.n == data.size
     qs = query_points(data)
-    for inclusive, mode in ((True, "inclusive"), (False, "exclusive")):
-        np.testing.assert_array_equal(s.rank(qs, inclusive=inclusive), exact_rank(data, qs, mode))
-        for q in qs[:50]:  # the scalar path too
-            assert s.rank(float(q), inclusive=inclusive) == exact_rank(data, q, mode)
-        np.testing.assert_array_equal(
-            s.quantile(P_GRID, inclusive=inclusive), exact_quantile(data, P_GRID, inclusive)
-        )
-        ps = np.arange(data.size + 1) / data.size  # every p = i / n, where rounding matters
-        np.testing.assert_array_equal(
-            s.quantile(ps, inclusive=inclusive), exact_quantile(data, ps, inclusive)
-        )
-    # mid-point ranks: the mean of the two conventions
-    mid = (s.rank(qs) + s.rank(qs, inclusive=False)) / 2
-    np.testing.assert_allclose(mid, exact_rank(data, qs, "mid"), rtol=0, atol=1e-15)
-    # numpy's own inverted_cdf agrees in exact mode (away from p * n rounding)
-    ps = (np.arange(1, 20) + 0.37) / 20
-    np.testing.assert_array_equal(s.quantile(ps), np.quantile(data, ps, method="inverted_cdf"))
+    for est in (None,) + ESTIMATORS:
+        for inclusive, mode in ((True, "inclusive"), (False, "exclusive")):
+            np.testing.assert_array_equal(
+                s.rank(qs, inclusive=inclusive, estimator=est), exact_rank(data, qs, mode)
+            )
+            for q in qs[:50]:  # the scalar path too
+                assert s.rank(float(q), inclusive=inclusive, estimator=est) == exact_rank(data, q, mode)
+            np.testing.assert_array_equal(
+                s.quantile(P_GRID, inclusive=inclusive, estimator=est), exact_quantile(data, P_GRID, inclusive)
+            )
+            ps = np.arange(data.size + 1) / data.size  # every p = i / n, where rounding matters
+            np.testing.assert_array_equal(
+                s.quantile(ps, inclusive=inclusive, estimator=est), exact_quantile(data, ps, inclusive)
+            )
+        # mid-point ranks: the mean of the two conventions
+        mid = (s.rank(qs, estimator=est) + s.rank(qs, inclusive=False, estimator=est)) / 2
+        np.testing.assert_allclose(mid, exact_rank(data, qs, "mid"), rtol=0, atol=1e-15)
+        # numpy's own inverted_cdf agrees in exact mode (away from p * n rounding)
+        ps = (np.arange(1, 20) + 0.37) / 20
+        np.testing.assert_array_equal(s.quantile(ps, estimator=est), np.quantile(data, ps, method="inverted_cdf"))
 
 
 # ---- the oracle itself -----------------------------------------------------
@@ -212,9 +224,12 @@ def test_one_item():
 # ---- exact mode -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("exact_limit", [0, None], ids=["compactors", "table"])
 @pytest.mark.parametrize("k", [8, 50, 200])
 @pytest.mark.parametrize("kind", ["float", "dups", "ints"])
-def test_exact_mode_matches_oracle(k, kind, rng):
+def test_exact_mode_matches_oracle(k, kind, exact_limit, rng):
+    """Fewer than k items: exact in the compactors (exact_limit=0, one
+    retained item per stream item) and in the table (one per distinct value)."""
     n = k - 1
     if kind == "float":
         data = rng.normal(size=n)
@@ -223,13 +238,18 @@ def test_exact_mode_matches_oracle(k, kind, rng):
     else:
         data = rng.integers(-5, 6, size=n).astype(float)
     for feed in ("batch", "scalar"):
-        s = KLLSketch(k, seed=3)
+        s = KLLSketch(k, seed=3, exact_limit=exact_limit)
         if feed == "batch":
             s.update(data)
         else:
             for v in data.tolist():
                 s.update(v)
-        assert s.num_retained == n
+        if exact_limit == 0:
+            assert s.exact_limit == 0
+            assert s.num_retained == n
+        else:
+            assert s.exact_limit == max(256, math.ceil(1.5 * k))
+            assert s.num_retained == np.unique(data).size
         assert_exact(s, data)
         qs = query_points(data)
         lo, hi = s.rank_bounds(qs)
@@ -239,13 +259,117 @@ def test_exact_mode_matches_oracle(k, kind, rng):
 
 
 def test_exact_up_to_k_items():
+    """The compactors' own exact mode (the table disabled)."""
     k = 64
     data = np.random.default_rng(1).normal(size=k)
-    s = KLLSketch(k, seed=1)
+    s = KLLSketch(k, seed=1, exact_limit=0)
     s.update(data)
     assert_exact(s, data)  # a full level 0 is still exact
     s.update(0.123)
     assert s.is_estimation_mode  # the next item compacts
+
+
+def test_default_exact_limit():
+    for k in (8, 64, 170):
+        assert KLLSketch(k).exact_limit == 256
+    assert KLLSketch(171).exact_limit == 257
+    assert KLLSketch(200).exact_limit == 300
+    assert KLLSketch(1000).exact_limit == 1500
+    assert KLLSketch(200, exact_limit=0).exact_limit == 0
+    assert KLLSketch(200, exact_limit=7).exact_limit == 7
+    assert type(KLLSketch().exact_limit) is int
+
+
+def test_exact_up_to_exact_limit_distinct_values(rng):
+    """The table mode: any number of items over at most exact_limit distinct
+    values is exact, and a full table is still exact."""
+    k = 64
+    values = rng.normal(size=256)
+    data = rng.choice(values, size=50_000)
+    data[:256] = values  # every value present
+    s = KLLSketch(k, seed=1)
+    s.update(data)
+    assert s.exact_limit == 256 and not s.is_estimation_mode
+    assert s.num_retained == 256
+    assert_exact(s, data)
+    items, weights = s.sorted_view()  # the view is the table: values and counts
+    u, c = np.unique(data, return_counts=True)
+    np.testing.assert_array_equal(items, u)
+    np.testing.assert_array_equal(weights, c)
+    lo, hi = s.rank_bounds(values)
+    np.testing.assert_array_equal(lo, exact_rank(data, values))
+    np.testing.assert_array_equal(hi, exact_rank(data, values))
+    s._check_invariants()
+    s.update(float(values.max()) + 1.0)  # the 257th distinct value moves the table into the compactors
+    assert s.exact_limit == 0
+    assert s.n == data.size + 1 and s.min == data.min() and s.max == float(values.max()) + 1.0
+    s._check_invariants()
+    assert int(s.sorted_view()[1].astype(object).sum()) == s.n
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_table_conversion_keeps_everything_exact_until_a_compaction(weighted, rng):
+    """At limit + 1 distinct values the table moves into the compactors as
+    weighted items, exactly: n, min, max, and, while nothing was compacted,
+    every answer."""
+    limit = 40
+    values = rng.normal(size=limit + 1)
+    counts = rng.integers(1, 50, size=limit + 1)
+    s = KLLSketch(200, seed=4, exact_limit=limit)
+    if weighted:
+        s.update(values[:limit], weights=counts[:limit])
+    else:
+        s.update(np.repeat(values[:limit], counts[:limit]))
+    assert s.exact_limit == limit and s.num_retained == limit
+    s.update(values[limit:], weights=counts[limit:])
+    data = np.repeat(values, counts)
+    assert s.exact_limit == 0
+    assert s.n == counts.sum() and s.min == values.min() and s.max == values.max()
+    s._check_invariants()
+    assert not s.is_estimation_mode  # 41 weighted items fit in the levels
+    assert_exact(s, data)
+    # later items go to the compactors, and the table never comes back
+    more = rng.normal(size=100_000)
+    s.update(more)
+    assert s.exact_limit == 0 and s.is_estimation_mode
+    alld = np.concatenate([data, more])
+    qs = np.quantile(alld, np.linspace(0, 1, 101))
+    assert np.abs(s.rank(qs, estimator="step") - exact_rank(alld, qs)).max() <= 2 * s.normalized_rank_error()
+
+
+def test_table_conversion_into_estimation_mode(rng):
+    """Converting a big table at the default limit (k=64: 256 values with
+    large counts) compacts: the answers are estimates within the bound."""
+    values = np.arange(257.0)
+    counts = rng.integers(1, 2000, size=257)
+    s = KLLSketch(64, seed=2)
+    s.update(values[:256], weights=counts[:256])
+    assert s.exact_limit == 256 and not s.is_estimation_mode
+    s.update(values[256:], weights=counts[256:])
+    assert s.exact_limit == 0 and s.is_estimation_mode
+    assert s.n == counts.sum() and s.min == 0.0 and s.max == 256.0
+    s._check_invariants()
+    qs = values + 0.5
+    exact = exact_weighted_rank(values, counts, qs)
+    eps = s.normalized_rank_error()
+    assert np.abs(s.rank(qs, estimator="step") - exact).max() <= 2 * eps
+    for est in INTERPOLATING:
+        assert np.abs(s.rank(qs, estimator=est) - exact).max() <= 2 * eps + interp_slack(s)
+        assert_within_step_interval(s, qs, est)
+
+
+def test_discrete_stream_is_exact_in_the_table(rng):
+    data = rng.integers(1, 11, size=200_000).astype(float)
+    for feed in ("batch", "scalar"):
+        s = KLLSketch(64, seed=1)
+        if feed == "batch":
+            s.update(data)
+        else:
+            for v in data[:20_000].tolist():
+                s.update(v)
+            s.update(data[20_000:])
+        assert s.num_retained == 10 and not s.is_estimation_mode and s.exact_limit == 256
+        assert_exact(s, data)
 
 
 def test_quantile_rounding_of_p_times_n():
@@ -469,35 +593,43 @@ def test_weights_all_ones_same_as_unweighted(rng):
     assert a.to_bytes() == b.to_bytes()
 
 
-def test_large_weights_exact(rng):
+@pytest.mark.parametrize("exact_limit", [0, None], ids=["compactors", "table"])
+def test_large_weights_exact(exact_limit, rng):
     values = rng.normal(size=30)
     weights = rng.integers(1, 2**40, size=30, dtype=np.uint64)
     weights[0] = 2**40
-    s = KLLSketch(seed=0)
+    s = KLLSketch(seed=0, exact_limit=exact_limit)
     s.update(values, weights=weights)
     assert s.n == int(weights.astype(object).sum())
     assert s.min == values.min() and s.max == values.max()
     s._check_invariants()
     items, w = s.sorted_view()
     assert int(w.astype(object).sum()) == s.n
+    qs = query_points(values)
+    if exact_limit is None:
+        assert not s.is_estimation_mode  # 30 distinct values: the table
     if not s.is_estimation_mode:
-        qs = query_points(values)
-        for inclusive in (True, False):
+        for est, inclusive in itertools.product(ESTIMATORS, (True, False)):
             np.testing.assert_array_equal(
-                s.rank(qs, inclusive=inclusive), exact_weighted_rank(values, weights, qs, inclusive)
+                s.rank(qs, inclusive=inclusive, estimator=est), exact_weighted_rank(values, weights, qs, inclusive)
             )
+    else:  # weighted items are exact; the compactions of the low levels add KLL's error
+        err = np.abs(s.rank(qs, estimator="step") - exact_weighted_rank(values, weights, qs)).max()
+        assert err <= 2 * s.normalized_rank_error()
 
 
-def test_weight_two_to_the_62():
-    s = KLLSketch(seed=0)
+@pytest.mark.parametrize("exact_limit", [0, None])
+def test_weight_two_to_the_62(exact_limit):
+    s = KLLSketch(seed=0, exact_limit=exact_limit)
     s.update([1.0, 2.0], weights=[2**62, 2**62])
     assert s.n == 2**63
     assert s.rank(1.0) == 0.5 and s.quantile(0.5) == 1.0 and s.quantile(0.75) == 2.0
     s._check_invariants()
 
 
-def test_many_weighted_batches_exact_ranks_until_estimation(rng):
-    s = KLLSketch(64, seed=5)
+@pytest.mark.parametrize("exact_limit", [0, None], ids=["compactors", "table"])
+def test_many_weighted_batches_exact_ranks_until_estimation(exact_limit, rng):
+    s = KLLSketch(64, seed=5, exact_limit=exact_limit)
     vals, ws = [], []
     for _ in range(50):
         v = rng.integers(0, 20, size=3).astype(float)
@@ -508,12 +640,18 @@ def test_many_weighted_batches_exact_ranks_until_estimation(rng):
         s._check_invariants()
         assert s.n == sum(ws)
         qs = np.arange(-1, 21) + 0.5
-        r = s.rank(qs)
         exact = exact_weighted_rank(vals, ws, qs)
-        if not s.is_estimation_mode:
-            np.testing.assert_array_equal(r, exact)
-        else:
-            assert np.abs(r - exact).max() <= 2 * s.normalized_rank_error()
+        if exact_limit is None:
+            assert not s.is_estimation_mode  # 20 distinct values: the table
+        for est in ESTIMATORS:
+            r = s.rank(qs, estimator=est)
+            if not s.is_estimation_mode:
+                np.testing.assert_array_equal(r, exact)
+            else:
+                slack = 0.0 if est == "step" else interp_slack(s)
+                assert np.abs(r - exact).max() <= 2 * s.normalized_rank_error() + slack
+    if exact_limit == 0:
+        assert s.is_estimation_mode
 
 
 def test_weighted_estimation_accuracy(rng):
@@ -524,8 +662,11 @@ def test_weighted_estimation_accuracy(rng):
     assert s.n == weights.sum() and s.is_estimation_mode
     s._check_invariants()
     qs = np.quantile(values, np.linspace(0, 1, 201))
-    err = np.abs(s.rank(qs) - exact_weighted_rank(values, weights, qs)).max()
-    assert err <= 2 * s.normalized_rank_error()
+    exact = exact_weighted_rank(values, weights, qs)
+    for est in ESTIMATORS:
+        slack = 0.0 if est == "step" else interp_slack(s)
+        err = np.abs(s.rank(qs, estimator=est) - exact).max()
+        assert err <= 2 * s.normalized_rank_error() + slack, est
 
 
 # ---- copies -----------------------------------------------------------------------
@@ -567,9 +708,10 @@ def test_deepcopy_in_container(rng):
 # ---- merging ----------------------------------------------------------------------
 
 
-def test_merge_exact(rng):
+@pytest.mark.parametrize("exact_limit", [0, None], ids=["compactors", "table"])
+def test_merge_exact(exact_limit, rng):
     x, y = rng.normal(size=60), rng.normal(size=70)
-    a, b = KLLSketch(seed=1), KLLSketch(seed=2)
+    a, b = KLLSketch(seed=1, exact_limit=exact_limit), KLLSketch(seed=2, exact_limit=exact_limit)
     a.update(x)
     b.update(y)
     saved_b = b.to_bytes()
@@ -645,6 +787,114 @@ def test_merge_into_empty_and_empty_into(rng):
     assert_exact(a, data)
 
 
+def test_merge_table_mode_sketches_is_exact(rng):
+    """Two streams of discrete scores, each held in its table: the merge adds
+    the counts and stays exact, whatever the order."""
+    x = rng.integers(1, 6, size=30_000).astype(float)
+    y = rng.integers(3, 9, size=50_000).astype(float)
+    a, b = KLLSketch(seed=1), KLLSketch(seed=2)
+    a.update(x)
+    b.update(y)
+    saved = b.to_bytes()
+    for m in (a + b, b + a, qsketch.merge_all([a, b])):
+        assert b.to_bytes() == saved
+        assert m.exact_limit == 300 and m.num_retained == 8
+        assert_exact(m, np.concatenate([x, y]))
+        m._check_invariants()
+    a.merge(a)
+    assert_exact(a, np.concatenate([x, x]))
+
+
+def test_merge_tables_past_the_limit(rng):
+    """Two tables whose union has more distinct values than the limit: the
+    merge moves them into the compactors, exactly (n, min, max, and the
+    weights of the view)."""
+    x = np.repeat(np.arange(200.0), 10)
+    y = np.repeat(np.arange(150.0, 350.0), 7)
+    a, b = KLLSketch(seed=1), KLLSketch(seed=2)
+    a.update(x)
+    b.update(y)
+    m = a + b
+    assert m.exact_limit == 0
+    assert m.n == x.size + y.size and m.min == 0.0 and m.max == 349.0
+    m._check_invariants()
+    both = np.concatenate([x, y])
+    qs = np.arange(-1.0, 351.0) + 0.5
+    eps = m.normalized_rank_error()
+    assert np.abs(m.rank(qs, estimator="step") - exact_rank(both, qs)).max() <= 2 * eps
+    for est in INTERPOLATING:
+        assert np.abs(m.rank(qs, estimator=est) - exact_rank(both, qs)).max() <= 2 * eps + interp_slack(m)
+
+
+@pytest.mark.parametrize("order", ["table_into_compactors", "compactors_into_table"])
+def test_merge_table_with_compactors(order, rng):
+    scores = rng.integers(1, 11, size=40_000).astype(float)
+    cont = rng.normal(5.0, 3.0, size=60_000)
+    t = KLLSketch(seed=1)
+    t.update(scores)
+    c = KLLSketch(seed=2)
+    c.update(cont)
+    assert t.exact_limit == 300 and c.exact_limit == 0 and c.is_estimation_mode
+    m = t + c if order == "compactors_into_table" else c + t
+    assert m.exact_limit == 0 and m.is_estimation_mode
+    both = np.concatenate([scores, cont])
+    assert m.n == both.size and m.min == both.min() and m.max == both.max()
+    m._check_invariants()
+    qs = np.concatenate([np.arange(0.5, 11.0, 0.5), np.quantile(both, np.linspace(0, 1, 101))])
+    eps = m.normalized_rank_error()
+    for est in ESTIMATORS:
+        slack = 0.0 if est == "step" else interp_slack(m)
+        for inclusive, mode in ((True, "inclusive"), (False, "exclusive")):
+            err = np.abs(m.rank(qs, inclusive=inclusive, estimator=est) - exact_rank(both, qs, mode)).max()
+            assert err <= 2 * eps + slack, (est, inclusive, err)
+        assert m.rank(m.max, estimator=est) == 1.0
+
+
+def test_merge_table_with_exact_compactors_is_exact(rng):
+    """A table merged with a sketch whose compactors are still exact: exact."""
+    scores = rng.integers(1, 4, size=5000).astype(float)
+    few = rng.normal(size=50)
+    t = KLLSketch(seed=1)
+    t.update(scores)
+    c = KLLSketch(seed=2, exact_limit=0)
+    c.update(few)
+    for m in (t + c, c + t):
+        assert not m.is_estimation_mode
+        assert_exact(m, np.concatenate([scores, few]))
+
+
+def test_merge_tables_of_different_limits(rng):
+    """A table takes the smaller limit of the two it merges.  Within it the
+    merge stays an exact table; past it (here: 280 distinct values against a
+    limit of 10, though b brings no new value) the values move into the
+    compactors.  Either way the result is a consistent sketch that serializes
+    and decodes, with n, min and max exact."""
+    small = KLLSketch(200, seed=2, exact_limit=10)
+    small.update([1.0, 2.0, 2.0])
+    a = KLLSketch(200, seed=1)  # limit 300
+    a.update([2.0, 3.0])
+    a.merge(small)
+    assert a.exact_limit == 10 and a.num_retained == 3
+    assert_exact(a, [2.0, 3.0, 1.0, 2.0, 2.0])
+    assert KLLSketch.from_bytes(a.to_bytes()).to_bytes() == a.to_bytes()
+
+    big = KLLSketch(200, seed=1)
+    data = np.arange(280.0)
+    big.update(data)
+    big.merge(small)  # values big has already
+    big._check_invariants()
+    assert big.exact_limit == 0 or big.num_retained <= big.exact_limit
+    both = np.concatenate([data, [1.0, 2.0, 2.0]])
+    assert big.n == both.size and big.min == 0.0 and big.max == 279.0
+    t = KLLSketch.from_bytes(big.to_bytes())
+    assert t.to_bytes() == big.to_bytes() and t.exact_limit == big.exact_limit
+    qs = np.arange(-1.0, 281.0) + 0.5
+    if big.is_estimation_mode:
+        assert np.abs(big.rank(qs, estimator="step") - exact_rank(both, qs)).max() <= 2 * big.normalized_rank_error()
+    else:
+        assert_exact(big, both)
+
+
 def test_merge_nan_counts():
     a, b = KLLSketch(), KLLSketch()
     a.update([1.0, np.nan])
@@ -653,9 +903,10 @@ def test_merge_nan_counts():
     assert a.n == 1 and a.nan_count == 3
 
 
-def test_merge_into_itself_doubles(rng):
+@pytest.mark.parametrize("exact_limit", [0, None], ids=["compactors", "table"])
+def test_merge_into_itself_doubles(exact_limit, rng):
     data = rng.normal(size=80)
-    a = KLLSketch(seed=1)
+    a = KLLSketch(seed=1, exact_limit=exact_limit)
     a.update(data)
     a.merge(a)
     assert a.n == 160
@@ -670,19 +921,20 @@ def test_merge_into_itself_doubles(rng):
     big._check_invariants()
 
 
-def _parts(rng, m, size=30):
+def _parts(rng, m, size=30, exact_limit=None):
     data = [rng.normal(size=size) for _ in range(m)]
     sketches = []
     for i, d in enumerate(data):
-        s = KLLSketch(seed=i)
+        s = KLLSketch(seed=i, exact_limit=exact_limit)
         s.update(d)
         sketches.append(s)
     return data, sketches
 
 
+@pytest.mark.parametrize("exact_limit", [0, None], ids=["compactors", "table"])
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 7, 8, 13])
-def test_merge_all_shapes(m, rng):
-    data, sketches = _parts(rng, m, size=200 // m - 1 if m > 1 else 150)
+def test_merge_all_shapes(m, exact_limit, rng):
+    data, sketches = _parts(rng, m, size=200 // m - 1 if m > 1 else 150, exact_limit=exact_limit)
     saved = [s.to_bytes() for s in sketches]
     total = qsketch.merge_all(sketches)
     assert all(s.to_bytes() == b for s, b in zip(sketches, saved))  # inputs unchanged
@@ -744,21 +996,29 @@ def test_merge_all_errors():
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
-@pytest.mark.parametrize("n", [0, 1, 100, 30_000])
+@pytest.mark.parametrize("n", [0, 1, 100, 30_000, "scores"])
 def test_pickle_round_trip(protocol, n, rng):
-    s = KLLSketch(64, seed=11, nan_policy="raise" if n % 2 else "ignore")
-    s.update(rng.normal(size=n))
+    est = ESTIMATORS[protocol % 3]
+    s = KLLSketch(64, seed=11, nan_policy="raise" if n == 1 or n == 30_000 else "ignore", estimator=est)
+    if n == "scores":
+        s.update(rng.integers(1, 6, size=10_000).astype(float))  # the table
+        assert s.exact_limit == 256
+    else:
+        s.update(rng.normal(size=n))
     p1 = pickle.dumps(s, protocol=protocol)
     assert pickle.dumps(s, protocol=protocol) == p1  # pickling is deterministic
     t = pickle.loads(p1)
     assert type(t) is KLLSketch
     assert t.to_bytes() == s.to_bytes()
     assert t.nan_policy == s.nan_policy and t.k == s.k and t.n == s.n
+    assert t.estimator == s.estimator == est and t.exact_limit == s.exact_limit
+    assert t.num_retained == s.num_retained and t.is_estimation_mode == s.is_estimation_mode
     assert pickle.dumps(t, protocol=protocol) == p1
     t._check_invariants()
-    if n:
+    if s.n:
         ps = np.linspace(0, 1, 51)
-        np.testing.assert_array_equal(t.quantile(ps), s.quantile(ps))
+        for e in (None,) + ESTIMATORS:
+            np.testing.assert_array_equal(t.quantile(ps, estimator=e), s.quantile(ps, estimator=e))
 
 
 def test_same_seed_same_bytes(rng):
@@ -830,36 +1090,61 @@ def test_sorted_view_weights_are_powers_of_two_without_weights(rng):
     assert np.all((w & (w - np.uint64(1))) == 0)
 
 
-def test_rank_consistent_with_sorted_view(rng):
-    s = KLLSketch(64, seed=2)
+@pytest.mark.parametrize("how", ["named", "default"])
+def test_rank_consistent_with_sorted_view(how, rng):
+    """The step estimator's rank is the cumulative weight of the sorted view."""
+    s = KLLSketch(64, seed=2, estimator="step" if how == "default" else "learned")
     s.update(rng.normal(size=20_000))
+    assert s.is_estimation_mode
+    est = None if how == "default" else "step"
     items, weights = s.sorted_view()
     qs = np.concatenate([items, midpoints(items), [-10, 10]])
     cum = np.concatenate([[0], np.cumsum(weights)])
     expect = cum[np.searchsorted(items, qs, side="right")] / s.n
-    np.testing.assert_array_equal(s.rank(qs), expect)
+    np.testing.assert_array_equal(s.rank(qs, estimator=est), expect)
     expect_ex = cum[np.searchsorted(items, qs, side="left")] / s.n
-    np.testing.assert_array_equal(s.rank(qs, inclusive=False), expect_ex)
+    np.testing.assert_array_equal(s.rank(qs, inclusive=False, estimator=est), expect_ex)
     # unsorted queries take another code path: same answers
     perm = rng.permutation(qs.size)
-    np.testing.assert_array_equal(s.rank(qs[perm]), expect[perm])
-    np.testing.assert_array_equal(s.rank(qs[perm], inclusive=False), expect_ex[perm])
+    np.testing.assert_array_equal(s.rank(qs[perm], estimator=est), expect[perm])
+    np.testing.assert_array_equal(s.rank(qs[perm], inclusive=False, estimator=est), expect_ex[perm])
+    # the interpolating estimators stay in that step interval widened by the slack
+    for other in INTERPOLATING:
+        assert_within_step_interval(s, qs, other)
+        r = s.rank(qs, estimator=other)
+        np.testing.assert_array_equal(s.rank(qs[perm], estimator=other), r[perm])
 
 
-def test_quantile_consistent_with_sorted_view(rng):
-    s = KLLSketch(64, seed=2)
+@pytest.mark.parametrize("how", ["named", "default"])
+def test_quantile_consistent_with_sorted_view(how, rng):
+    """The step estimator's quantile is a retained item: the smallest whose
+    step rank reaches p."""
+    s = KLLSketch(64, seed=2, estimator="step" if how == "default" else "learned")
     s.update(rng.normal(size=20_000))
+    assert s.is_estimation_mode
+    est = None if how == "default" else "step"
     items, weights = s.sorted_view()
     ps = np.linspace(0, 1, 1001)
-    got = s.quantile(ps)
+    got = s.quantile(ps, estimator=est)
     for p, x in zip(ps[1:-1], got[1:-1]):
         # smallest retained item whose estimated rank reaches p
         i = np.searchsorted(items, x)
         assert items[i] == x
-        assert s.rank(x) >= p - 1e-12
+        assert s.rank(x, estimator="step") >= p - 1e-12
         if i > 0:
-            assert s.rank(items[i - 1]) < p + 1e-12
+            assert s.rank(items[i - 1], estimator="step") < p + 1e-12
     assert got[0] == s.min and got[-1] == s.max
+    # the interpolating quantiles invert their own rank (p lies in the rank
+    # interval [exclusive, inclusive] of quantile(p): equal to both between
+    # retained items, inside the point mass of one at it), and fall between
+    # retained items where the rank moves continuously
+    for other in INTERPOLATING:
+        q = s.quantile(ps, estimator=other)
+        assert np.all(np.diff(q) >= 0) and q[0] == s.min and q[-1] == s.max
+        inner = ps[1:-1]
+        assert np.all(s.rank(q[1:-1], estimator=other) >= inner - 1e-9)
+        assert np.all(s.rank(q[1:-1], inclusive=False, estimator=other) <= inner + 1e-9)
+        assert np.isin(q[1:-1], items).mean() < 0.5
 
 
 @pytest.mark.parametrize("n", [50, 50_000])
@@ -868,14 +1153,14 @@ def test_cdf_pmf_consistency(n, rng):
     data = rng.normal(size=n)
     s.update(data)
     splits = np.linspace(-2, 2, 17)
-    for inclusive in (True, False):
-        cdf = s.cdf(splits, inclusive=inclusive)
-        pmf = s.pmf(splits, inclusive=inclusive)
+    for est, inclusive in itertools.product((None,) + ESTIMATORS, (True, False)):
+        cdf = s.cdf(splits, inclusive=inclusive, estimator=est)
+        pmf = s.pmf(splits, inclusive=inclusive, estimator=est)
         assert cdf.shape == pmf.shape == (splits.size + 1,)
         assert cdf[-1] == 1.0
         assert math.isclose(pmf.sum(), 1.0, rel_tol=0, abs_tol=1e-12)
         np.testing.assert_allclose(np.cumsum(pmf), cdf, rtol=0, atol=1e-12)
-        np.testing.assert_array_equal(cdf[:-1], s.rank(splits, inclusive=inclusive))
+        np.testing.assert_array_equal(cdf[:-1], s.rank(splits, inclusive=inclusive, estimator=est))
         assert np.all(pmf >= 0) and np.all(np.diff(cdf) >= 0)
         if n < s.k:
             np.testing.assert_array_equal(
@@ -883,7 +1168,8 @@ def test_cdf_pmf_consistency(n, rng):
             )
         else:
             exact = exact_rank(data, splits, "inclusive" if inclusive else "exclusive")
-            assert np.abs(cdf[:-1] - exact).max() <= 2 * s.normalized_rank_error(pmf=True)
+            slack = 0.0 if est == "step" else interp_slack(s)
+            assert np.abs(cdf[:-1] - exact).max() <= 2 * s.normalized_rank_error(pmf=True) + slack
     # a single split and list input
     assert s.cdf([0.0]).shape == (2,)
     assert s.pmf(np.array([0.0])).shape == (2,)
@@ -944,7 +1230,8 @@ def test_rank_bounds_estimation(rng):
     data = rng.normal(size=100_000)
     s.update(data)
     qs = np.quantile(data, np.linspace(0, 1, 101))
-    r = s.rank(qs)
+    r = s.rank(qs, estimator="step")  # the bounds are about the step estimate
+    assert np.any(r != s.rank(qs))  # which is not the default (learned) one
     eps = s.normalized_rank_error()
     lo, hi = s.rank_bounds(qs)
     np.testing.assert_allclose(lo, np.clip(r - eps, 0, 1), rtol=0, atol=1e-15)
@@ -963,6 +1250,29 @@ def test_rank_bounds_estimation(rng):
         lo_c, hi_c = s.rank_bounds(qs, confidence=conf)
         want = eps * math.sqrt(math.log(2 / (1 - conf)) / math.log(200))
         np.testing.assert_allclose((hi_c - lo_c)[mid] / 2, want, rtol=1e-12)
+
+
+def test_rank_bounds_do_not_depend_on_the_default_estimator(rng):
+    data = rng.normal(size=100_000)
+    qs = np.quantile(data, np.linspace(0, 1, 101))
+    bounds = []
+    for est in ESTIMATORS:
+        s = KLLSketch(seed=2, estimator=est)
+        s.update(data)
+        bounds.append(s.rank_bounds(qs) + s.rank_bounds(qs, confidence=0.9))
+    for b in bounds[1:]:
+        for x, y in zip(b, bounds[0]):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_rank_bounds_exact_in_table_mode(rng):
+    data = rng.integers(0, 5, size=100_000).astype(float)
+    s = KLLSketch(seed=2)
+    s.update(data)
+    qs = np.array([-1.0, 0.0, 0.5, 2.0, 4.0, 9.0])
+    lo, hi = s.rank_bounds(qs, confidence=0.999999)
+    np.testing.assert_array_equal(lo, exact_rank(data, qs))
+    np.testing.assert_array_equal(hi, exact_rank(data, qs))
 
 
 def test_normalized_rank_error_values():
