@@ -393,7 +393,15 @@ cdef class KLLSketch:
 
     @property
     def k(self):
-        """The accuracy parameter k (after merges, the smallest k merged in)."""
+        """The accuracy parameter k (after merges, the smallest k merged in).
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> a, b = qsketch.KLLSketch(k=200), qsketch.KLLSketch(k=64)
+        >>> a.merge(b); a.k
+        64
+        """
         self._sync()
         try:
             return c.qs_kll_k(self._sk)
@@ -402,7 +410,15 @@ cdef class KLLSketch:
 
     @property
     def n(self):
-        """Number of items summarized (total weight), NaN items excluded."""
+        """Number of items summarized (total weight), NaN items excluded.
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> s = qsketch.KLLSketch(seed=0); s.update([1.0, float("nan"), 2.0], weights=[1, 1, 3])
+        >>> s.n
+        4
+        """
         self._sync()
         try:
             return c.qs_kll_n(self._sk)
@@ -411,7 +427,15 @@ cdef class KLLSketch:
 
     @property
     def nan_count(self):
-        """Number of NaN items ignored (total weight)."""
+        """Number of NaN items ignored (total weight).
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> s = qsketch.KLLSketch(seed=0); s.update([1.0, float("nan"), float("nan")])
+        >>> s.nan_count
+        2
+        """
         self._sync()
         try:
             return c.qs_kll_nan_count(self._sk)
@@ -420,7 +444,16 @@ cdef class KLLSketch:
 
     @property
     def min(self):
-        """Smallest item seen, exactly; NaN when empty."""
+        """Smallest item seen, exactly; NaN when empty.
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> s = qsketch.KLLSketch(seed=0); s.min
+        nan
+        >>> s.update([3.0, -1.5]); s.min
+        -1.5
+        """
         self._sync()
         try:
             return c.qs_kll_min(self._sk)
@@ -429,7 +462,14 @@ cdef class KLLSketch:
 
     @property
     def max(self):
-        """Largest item seen, exactly; NaN when empty."""
+        """Largest item seen, exactly; NaN when empty.
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> s = qsketch.KLLSketch(seed=0); s.update([3.0, float("inf")]); s.max
+        inf
+        """
         self._sync()
         try:
             return c.qs_kll_max(self._sk)
@@ -438,7 +478,18 @@ cdef class KLLSketch:
 
     @property
     def num_retained(self):
-        """Number of items the sketch stores."""
+        """Number of items the sketch stores (distinct values in the exact mode).
+
+        Examples
+        --------
+        >>> import numpy as np, qsketch
+        >>> s = qsketch.KLLSketch(seed=0); s.update([1.0, 1.0, 2.0])
+        >>> s.num_retained  # two distinct values, counted exactly
+        2
+        >>> s.update(np.random.default_rng(0).random(100_000))
+        >>> s.num_retained < 1000
+        True
+        """
         self._sync()
         try:
             return c.qs_kll_num_retained(self._sk)
@@ -447,7 +498,14 @@ cdef class KLLSketch:
 
     @property
     def is_empty(self):
-        """True when no (non-NaN) item has been added."""
+        """True when no (non-NaN) item has been added.
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> s = qsketch.KLLSketch(seed=0); s.update(float("nan")); s.is_empty
+        True
+        """
         return self.n == 0
 
     @property
@@ -455,6 +513,14 @@ cdef class KLLSketch:
         """True once the sketch has compacted: answers are estimates from then on.
 
         While False, every rank and quantile is exact.
+
+        Examples
+        --------
+        >>> import numpy as np, qsketch
+        >>> s = qsketch.KLLSketch(seed=0); s.update(np.arange(100.0)); s.is_estimation_mode
+        False
+        >>> s.update(np.random.default_rng(0).random(10_000)); s.is_estimation_mode
+        True
         """
         self._sync()
         try:
@@ -464,13 +530,27 @@ cdef class KLLSketch:
 
     @property
     def nan_policy(self):
-        """"ignore" or "raise" (see the class documentation)."""
+        """"ignore" or "raise" (see the class documentation).
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> qsketch.KLLSketch(nan_policy="raise").nan_policy
+        'raise'
+        """
         return "raise" if self._nan_raise else "ignore"
 
     @property
     def estimator(self):
         """The default estimator of rank and quantile queries: "learned",
-        "linear" or "step" (see the class documentation)."""
+        "linear" or "step" (see docs/interpolation.md).
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> qsketch.KLLSketch().estimator, qsketch.KLLSketch(estimator="step").estimator
+        ('learned', 'step')
+        """
         return ESTIMATORS[self._estimator]
 
     @property
@@ -797,12 +877,28 @@ cdef class KLLSketch:
 
     @classmethod
     def from_datasketches(cls, data, *, seed=None, kind=None):
-        """Build a sketch from Apache DataSketches KLL bytes; see qsketch.from_datasketches()."""
+        """Build a sketch from Apache DataSketches KLL bytes; see qsketch.from_datasketches().
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> s = qsketch.KLLSketch(seed=0); s.update([1.0, 2.0, 3.0])
+        >>> qsketch.KLLSketch.from_datasketches(s.to_datasketches()).n
+        3
+        """
         from qsketch.datasketches_format import from_datasketches
         return from_datasketches(data, seed, kind=kind)
 
     def to_datasketches(self, kind="double"):
-        """Serialize in Apache DataSketches' compact KLL format; see qsketch.to_datasketches()."""
+        """Serialize in Apache DataSketches' compact KLL format; see qsketch.to_datasketches().
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> s = qsketch.KLLSketch(seed=0); s.update([1.0, 2.0, 3.0])
+        >>> len(s.to_datasketches("double")) > 0
+        True
+        """
         from qsketch.datasketches_format import to_datasketches
         return to_datasketches(self, kind)
 
