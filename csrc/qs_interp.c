@@ -461,12 +461,7 @@ qs_status qs_kll_quantile_est(qs_kll *sk, const double *p, size_t len, int inclu
     size_t idx[256];
     for (size_t start = 0; start < len; start += 256) {
         const size_t m = len - start < 256 ? len - start : 256;
-        /* p n rounded to 2^-20 of an item, as the step estimator does */
-        for (size_t i = 0; i < m; i++) {
-            const double pi = p[start + i];
-            t[i] = n < 8796093022208.0 ? (double)(uint64_t)(pi * n * 1048576.0 + 0.5) / 1048576.0
-                                       : pi * n;
-        }
+        for (size_t i = 0; i < m; i++) t[i] = qs_quantile_weight(p[start + i], n);
         /* inclusive: the first knot with hi >= t, i.e. the count of hi < t;
          * exclusive: the first with hi > t, the count of hi <= t */
         qs_count_below_many(v->hi, K, t, m, !inclusive, idx);

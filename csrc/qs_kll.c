@@ -942,20 +942,27 @@ qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *w,
 
 /* ---- sorted view and queries --------------------------------------------- */
 
+/* Room for R entries in the cached sorted view. */
+static qs_status view_reserve(qs_kll *sk, uint32_t R)
+{
+    if (R <= sk->view_cap) return QS_OK;
+    double *vi = realloc(sk->view_items, (size_t)R * sizeof(double));
+    if (!vi) return QS_ENOMEM;
+    sk->view_items = vi;
+    uint64_t *vc = realloc(sk->view_cum, (size_t)R * sizeof(uint64_t));
+    if (!vc) return QS_ENOMEM;
+    sk->view_cum = vc;
+    sk->view_cap = R;
+    return QS_OK;
+}
+
 static qs_status build_view(qs_kll *sk)
 {
     if (sk->view_valid) return QS_OK;
     const uint32_t R = qs_kll_num_retained(sk);
+    qs_status st = view_reserve(sk, R);
+    if (st != QS_OK) return st;
     if (sk->tab_limit) { /* exact mode: the table is the view */
-        if (R > sk->view_cap) {
-            double *vi = realloc(sk->view_items, (size_t)R * sizeof(double));
-            if (!vi) return QS_ENOMEM;
-            sk->view_items = vi;
-            uint64_t *vc = realloc(sk->view_cum, (size_t)R * sizeof(uint64_t));
-            if (!vc) return QS_ENOMEM;
-            sk->view_cum = vc;
-            sk->view_cap = R;
-        }
         uint64_t cum = 0;
         for (uint32_t i = 0; i < R; i++) {
             sk->view_items[i] = sk->tab_values[i];
@@ -965,15 +972,6 @@ static qs_status build_view(qs_kll *sk)
         sk->view_size = R;
         sk->view_valid = 1;
         return QS_OK;
-    }
-    if (R > sk->view_cap) {
-        double *vi = realloc(sk->view_items, (size_t)R * sizeof(double));
-        if (!vi) return QS_ENOMEM;
-        sk->view_items = vi;
-        uint64_t *vc = realloc(sk->view_cum, (size_t)R * sizeof(uint64_t));
-        if (!vc) return QS_ENOMEM;
-        sk->view_cum = vc;
-        sk->view_cap = R;
     }
     double *tmp_items = malloc((size_t)(R ? R : 1) * sizeof(double));
     uint64_t *tmp_w = malloc((size_t)(R ? R : 1) * sizeof(uint64_t));
@@ -1167,23 +1165,16 @@ static void first_cum_at_least_many(const uint64_t *cum, size_t n, const uint64_
     }
 }
 
-/*
- * The cumulative weight quantile(p) must reach: the first item whose
- * cumulative weight reaches ceil(p n) (inclusive) or exceeds p n (exclusive).
- * p n is rounded to the nearest 2^-20 of an item first, so that 0.3 * 10 =
- * 3.0000000000000004 means the third item, not the fourth.  Fixed point while
- * p n 2^20 fits 63 bits (no libm rounding calls on the hot path); beyond that
- * a 2^-20 item is below double precision anyway.
- */
+/* The cumulative weight quantile(p) must reach with the step estimator: the
+ * first item whose cumulative weight reaches ceil(p n) (inclusive) or
+ * exceeds p n (exclusive), p n rounded by qs_quantile_weight. */
 QS_INLINE uint64_t quantile_target(double p, double n, int inclusive)
 {
-    if (n < 8796093022208.0) { /* 2^43 */
-        const uint64_t u = (uint64_t)(p * n * 1048576.0 + 0.5);
-        return inclusive ? (u + 1048575u) >> 20 : (u >> 20) + 1u;
-    }
-    const double t = p * n;
-    const double tt = inclusive ? ceil(t) : floor(t) + 1.0;
-    return tt >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)tt;
+    const double t = qs_quantile_weight(p, n);
+    if (t >= 18446744073709551616.0) return UINT64_MAX;
+    const uint64_t fl = (uint64_t)t; /* floor: t >= 0 */
+    if (inclusive) return fl + (t > (double)fl);
+    return fl == UINT64_MAX ? UINT64_MAX : fl + 1u;
 }
 
 qs_status qs_kll_quantile(qs_kll *sk, const double *p, size_t len, int inclusive, double *out)

@@ -73,6 +73,20 @@ static inline void qs_invalidate(qs_kll *sk)
 }
 
 uint32_t qs_kll_compactor_retained(const qs_kll *sk);
+
+/*
+ * The weight quantile(p) must reach, p n, rounded to the nearest 2^-20 of an
+ * item so that, say, 0.3 * 10 = 3.0000000000000004 means the third item, not
+ * the fourth.  Fixed point while p n 2^20 fits 63 bits (no libm call on the
+ * hot path); beyond that a 2^-20 item is below double precision anyway.
+ * Shared by every estimator, so they agree on which item p names.
+ */
+static inline double qs_quantile_weight(double p, double n)
+{
+    if (n < 8796093022208.0) /* 2^43 */
+        return (double)(uint64_t)(p * n * 1048576.0 + 0.5) / 1048576.0;
+    return p * n;
+}
 /* out[i] = number of a[0..n) that are <= q[i] (inclusive) or < q[i]. */
 void qs_count_below_many(const double *a, size_t n, const double *q, size_t len, int inclusive,
                          size_t *out);
