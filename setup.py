@@ -25,7 +25,8 @@ if DEBUG:
 extensions = [
     Extension(
         "qsketch._core",
-        sources=["src/qsketch/_core.pyx", "csrc/qs_kll.c", "csrc/qs_interp.c", "csrc/qs_serde.c"],
+        sources=["src/qsketch/_core.pyx", "csrc/qs_kll.c", "csrc/qs_interp.c", "csrc/qs_buckets.c",
+                 "csrc/qs_serde.c"],
         include_dirs=["csrc"],
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

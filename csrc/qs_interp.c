@@ -56,7 +56,7 @@ void qs_est_view_free(qs_est_view *v)
     free(v);
 }
 
-static qs_status est_reserve(qs_est_view *v, uint32_t n)
+qs_status qs_est_reserve(qs_est_view *v, uint32_t n)
 {
     if (n <= v->cap) return QS_OK;
     double **arrays[5] = {&v->x, &v->lo, &v->hi, &v->sa, &v->sb};
@@ -78,25 +78,6 @@ double qs_kll_interp_slack(const qs_kll *sk)
     for (uint32_t h = 1; h < sk->num_levels && h <= sk->compacted; h++)
         if (sk->levels[h + 1] > sk->levels[h]) slack += (ldexp(1.0, (int)h) - 1.0) / 2.0;
     return slack;
-}
-
-/* Where q lies between a and b, in [0, 1], without overflow; 1/2 when the
- * segment is not finite (no value can be placed inside it). */
-QS_INLINE double value_fraction(double a, double b, double q)
-{
-    if (!(isfinite(a) && isfinite(b))) return 0.5;
-    const double den = b * 0.5 - a * 0.5;
-    if (!(den > 0.0)) return 0.5;
-    const double f = (q * 0.5 - a * 0.5) / den;
-    return f < 0.0 ? 0.0 : (f > 1.0 ? 1.0 : f);
-}
-
-/* The normalized Hermite cubic of one segment: g(0) = 0, g(1) = 1, slopes sa
- * and sb at the ends; monotone for slopes in [0, 3]. */
-QS_INLINE double hermite(double t, double sa, double sb)
-{
-    const double u = 1.0 - t;
-    return t * t * (3.0 - 2.0 * t) + sa * t * u * u - sb * t * t * u;
 }
 
 /* The t in [0, 1] with hermite(t) = g: Newton steps kept inside a shrinking bracket. */
@@ -265,6 +246,21 @@ static void segment_slopes(qs_est_view *v, const double *G, const double *D)
     }
 }
 
+/* The accuracy layer's view: its knots and counts (qs_bk_view), cached. */
+static qs_status build_spline(qs_kll *sk, qs_est_view **out)
+{
+    if (!sk->est[2]) {
+        sk->est[2] = calloc(1, sizeof(qs_est_view));
+        if (!sk->est[2]) return QS_ENOMEM;
+    }
+    if (!sk->est[2]->valid) {
+        qs_status st = qs_bk_view(sk, sk->est[2]);
+        if (st != QS_OK) return st;
+    }
+    *out = sk->est[2];
+    return QS_OK;
+}
+
 static qs_status build_est(qs_kll *sk, int learned, qs_est_view **out)
 {
     const int slot = learned ? 1 : 0;
@@ -283,7 +279,7 @@ static qs_status build_est(qs_kll *sk, int learned, qs_est_view **out)
     }
     qs_est_view *v = sk->est[slot];
     const uint32_t K_max = R + 2;
-    st = est_reserve(v, K_max);
+    st = qs_est_reserve(v, K_max);
     if (st != QS_OK) return st;
 
     /* scratch: weight and multiplicity per knot, F, point/diff/partial, level-0 copy */
@@ -394,22 +390,43 @@ done:
     return st;
 }
 
+/* The view behind an interpolating estimator; *learned: its segments are
+ * Hermite cubics; *clip: its answers are clipped to the compactors' interval. */
+static qs_status view_for(qs_kll *sk, int estimator, qs_est_view **v, int *learned, int *clip)
+{
+    *clip = 0;
+    if (estimator == QS_EST_SPLINE) {
+        if (sk->bk.cap) {
+            *learned = *clip = 1;
+            return build_spline(sk, v);
+        }
+        estimator = QS_EST_LEARNED;
+    }
+    if (estimator != QS_EST_LINEAR && estimator != QS_EST_LEARNED) return QS_EINVAL;
+    *learned = estimator == QS_EST_LEARNED;
+    return build_est(sk, *learned, v);
+}
+
 qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive, int estimator,
                           double *out)
 {
     if (estimator == QS_EST_STEP || sk->n == 0 || !interpolates(sk))
         return qs_kll_rank(sk, q, len, inclusive, out);
-    if (estimator != QS_EST_LINEAR && estimator != QS_EST_LEARNED) return QS_EINVAL;
-    const int learned = estimator == QS_EST_LEARNED;
     qs_est_view *v;
-    qs_status st = build_est(sk, learned, &v);
+    int learned, clip;
+    qs_status st = view_for(sk, estimator, &v, &learned, &clip);
     if (st != QS_OK) return st;
     const uint32_t K = v->size;
-    const double n = (double)sk->n;
+    const double n = (double)sk->n, eps = qs_kll_normalized_rank_error(sk->k, 0);
     size_t idx[256];
+    double step[256];
     for (size_t start = 0; start < len; start += 256) {
         const size_t m = len - start < 256 ? len - start : 256;
         qs_count_below_many(v->x, K, q + start, m, 1, idx);
+        if (clip) {
+            st = qs_kll_rank(sk, q + start, m, inclusive, step);
+            if (st != QS_OK) return st;
+        }
         for (size_t i = 0; i < m; i++) {
             const double qi = q[start + i];
             const size_t c = idx[i]; /* knots <= q */
@@ -427,6 +444,10 @@ qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive
                 r = v->hi[j] + (v->lo[j + 1] - v->hi[j]) * g;
             }
             r /= n;
+            if (clip) { /* never outside the compactors' guaranteed interval */
+                if (r < step[i] - eps) r = step[i] - eps;
+                if (r > step[i] + eps) r = step[i] + eps;
+            }
             out[start + i] = r < 0.0 ? 0.0 : (r > 1.0 ? 1.0 : r);
         }
     }
@@ -448,20 +469,28 @@ qs_status qs_kll_quantile_est(qs_kll *sk, const double *p, size_t len, int inclu
 {
     if (estimator == QS_EST_STEP || sk->n == 0 || !interpolates(sk))
         return qs_kll_quantile(sk, p, len, inclusive, out);
-    if (estimator != QS_EST_LINEAR && estimator != QS_EST_LEARNED) return QS_EINVAL;
     for (size_t i = 0; i < len; i++)
         if (!(p[i] >= 0.0 && p[i] <= 1.0)) return QS_EINVAL;
-    const int learned = estimator == QS_EST_LEARNED;
     qs_est_view *v;
-    qs_status st = build_est(sk, learned, &v);
+    int learned, clip;
+    qs_status st = view_for(sk, estimator, &v, &learned, &clip);
     if (st != QS_OK) return st;
     const size_t K = v->size;
-    const double n = (double)sk->n;
-    double t[256];
+    const double n = (double)sk->n, eps = qs_kll_normalized_rank_error(sk->k, 0);
+    double t[256], plo[256], phi[256], xlo[256], xhi[256];
     size_t idx[256];
     for (size_t start = 0; start < len; start += 256) {
         const size_t m = len - start < 256 ? len - start : 256;
         for (size_t i = 0; i < m; i++) t[i] = qs_quantile_weight(p[start + i], n);
+        if (clip) { /* the compactors' answers at p -+ eps bracket the truth */
+            for (size_t i = 0; i < m; i++) {
+                plo[i] = p[start + i] - eps < 0.0 ? 0.0 : p[start + i] - eps;
+                phi[i] = p[start + i] + eps > 1.0 ? 1.0 : p[start + i] + eps;
+            }
+            st = qs_kll_quantile(sk, plo, m, inclusive, xlo);
+            if (st == QS_OK) st = qs_kll_quantile(sk, phi, m, inclusive, xhi);
+            if (st != QS_OK) return st;
+        }
         /* inclusive: the first knot with hi >= t, i.e. the count of hi < t;
          * exclusive: the first with hi > t, the count of hi <= t */
         qs_count_below_many(v->hi, K, t, m, !inclusive, idx);
@@ -485,6 +514,7 @@ qs_status qs_kll_quantile_est(qs_kll *sk, const double *p, size_t len, int inclu
                     x = segment_value(v, k - 1, g, learned);
                 }
             }
+            if (clip && pi > 0.0 && pi < 1.0) x = x < xlo[i] ? xlo[i] : (x > xhi[i] ? xhi[i] : x);
             out[start + i] = x;
         }
     }

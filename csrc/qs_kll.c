@@ -135,6 +135,8 @@ void qs_kll_free(qs_kll *sk)
     free(sk->tab_counts);
     qs_est_view_free(sk->est[0]);
     qs_est_view_free(sk->est[1]);
+    qs_est_view_free(sk->est[2]);
+    qs_bk_free(&sk->bk);
     free(sk->view_items);
     free(sk->view_cum);
     free(sk);
@@ -153,7 +155,8 @@ qs_kll *qs_kll_copy(const qs_kll *src, qs_status *status)
     sk->view_cap = sk->view_size = 0;
     sk->view_items = NULL;
     sk->view_cum = NULL;
-    sk->est[0] = sk->est[1] = NULL;
+    sk->est[0] = sk->est[1] = sk->est[2] = NULL;
+    memset(&sk->bk, 0, sizeof sk->bk);
     sk->tab_values = NULL;
     sk->tab_counts = NULL;
     sk->tab_cap = src->tab_size;
@@ -163,7 +166,8 @@ qs_kll *qs_kll_copy(const qs_kll *src, qs_status *status)
         sk->tab_values = malloc((size_t)src->tab_size * sizeof(double));
         sk->tab_counts = malloc((size_t)src->tab_size * sizeof(uint64_t));
     }
-    if (!sk->items || (src->tab_size && (!sk->tab_values || !sk->tab_counts))) {
+    if (!sk->items || (src->tab_size && (!sk->tab_values || !sk->tab_counts)) ||
+        qs_bk_copy(&sk->bk, &src->bk) != QS_OK) {
         qs_kll_free(sk);
         *status = QS_ENOMEM;
         return NULL;
@@ -387,6 +391,10 @@ qs_status qs_kll_update(qs_kll *sk, double x, int nan_raise)
     note_range(sk, x, x);
     sk->n++;
     qs_invalidate(sk);
+    if (sk->bk.cap) {
+        qs_bk_count(&sk->bk, &x, 1);
+        qs_bk_rebalance(sk, 0);
+    }
     return QS_OK;
 }
 
@@ -648,7 +656,7 @@ static qs_status table_add(qs_kll *sk, double x, uint64_t w)
     return QS_OK;
 }
 
-qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
+static qs_status merge_compactors(qs_kll *dst, const qs_kll *src)
 {
     if (src->n == 0) {
         if (dst->nan_count > UINT64_MAX - src->nan_count) return QS_EOVERFLOW;
@@ -705,6 +713,44 @@ qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
     dst->nan_count += src->nan_count;
     if (src->compacted > dst->compacted) dst->compacted = src->compacted;
     return QS_OK;
+}
+
+qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
+{
+    if (src->n == 0 && src->bk.cap) return merge_compactors(dst, src);
+    qs_buckets merged;
+    qs_status st = qs_bk_merged(dst, src, &merged);
+    if (st != QS_OK) return st;
+    st = merge_compactors(dst, src);
+    if (st != QS_OK) {
+        qs_bk_free(&merged);
+        return st;
+    }
+    qs_bk_free(&dst->bk);
+    dst->bk = merged;
+    qs_invalidate(dst);
+    qs_bk_rebalance(dst, 1);
+    return QS_OK;
+}
+
+uint32_t qs_kll_buckets(const qs_kll *sk) { return sk->bk.cap; }
+uint32_t qs_kll_bucket_boundaries(const qs_kll *sk) { return sk->bk.m; }
+
+void qs_kll_bucket_layer(const qs_kll *sk, const double **bound, const uint64_t **open,
+                         const uint64_t **atom, uint32_t *m)
+{
+    *bound = sk->bk.bound;
+    *open = sk->bk.open;
+    *atom = sk->bk.atom;
+    *m = sk->bk.m;
+}
+
+qs_status qs_kll_set_buckets(qs_kll *sk, uint32_t cap)
+{
+    if (sk->n || sk->nan_count || cap > QS_KLL_MAX_BUCKETS) return QS_EINVAL;
+    qs_status st = qs_bk_init(&sk->bk, cap);
+    qs_invalidate(sk);
+    return st;
 }
 
 /* ---- batch paths ---------------------------------------------------------- */
@@ -825,6 +871,11 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
         if (st != QS_OK) return st;
         note_range(sk, v, v);
         sk->n++;
+        if (sk->bk.cap) {
+            qs_bk_count(&sk->bk, &v, 1);
+            qs_invalidate(sk);
+            qs_bk_rebalance(sk, 0);
+        }
     }
     while (i < len) {
         const uint32_t c = bulk_chunk_size(sk, len - i);
@@ -859,10 +910,15 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
             }
             st = ingest_chunk(sk, c, &scratch);
             if (st != QS_OK) break;
+            if (sk->bk.cap) qs_bk_count(&sk->bk, chunk, c); /* a permutation of it */
             note_range(sk, lo, hi);
             sk->n += c;
             sk->nan_count += nans;
             i = j;
+            if (sk->bk.cap) {
+                qs_invalidate(sk);
+                qs_bk_rebalance(sk, 0);
+            }
         } else {
             /* item by item, re-checking for the bulk path every QS_CHUNK_MIN items */
             const size_t stop = len - i > QS_CHUNK_MIN ? i + QS_CHUNK_MIN : len;
@@ -876,8 +932,13 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
                 if (st != QS_OK) break;
                 note_range(sk, v, v);
                 sk->n++;
+                if (sk->bk.cap) qs_bk_count(&sk->bk, &v, 1);
             }
             if (st != QS_OK) break;
+            if (sk->bk.cap) {
+                qs_invalidate(sk);
+                qs_bk_rebalance(sk, 0);
+            }
         }
     }
     bulk_scratch_free(&scratch);
@@ -916,6 +977,11 @@ qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *w,
         if (st != QS_OK) return st;
         note_range(sk, x[i], x[i]);
         sk->n += w[i];
+        if (sk->bk.cap) {
+            qs_bk_count_weighted(&sk->bk, x + i, w + i, 1);
+            qs_invalidate(sk);
+            qs_bk_rebalance(sk, 0);
+        }
     }
     for (size_t start = i; start < len && st == QS_OK; start += QS_WEIGHTED_BLOCK) {
         const size_t end = len - start > QS_WEIGHTED_BLOCK ? start + QS_WEIGHTED_BLOCK : len;
@@ -935,6 +1001,11 @@ qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *w,
         if (blk_n) note_range(sk, lo, hi);
         sk->n += blk_n;
         sk->nan_count += blk_nan;
+        if (sk->bk.cap) {
+            qs_bk_count_weighted(&sk->bk, x + start, w + start, end - start);
+            qs_invalidate(sk);
+            qs_bk_rebalance(sk, 0);
+        }
     }
     qs_invalidate(sk);
     return st;
@@ -1261,6 +1332,7 @@ int qs_kll_check_invariants(const qs_kll *sk, const char **message)
     if (weight != sk->n) FAIL("retained weights do not add up to n");
     if (sk->n > 0 && !(sk->min <= sk->max)) FAIL("min is not <= max");
     if (sk->n == 0 && (sk->min == sk->min || sk->max == sk->max)) FAIL("an empty sketch has a min or max");
+    if (qs_bk_check(sk, message)) return 1;
     *message = NULL;
     return 0;
 #undef FAIL

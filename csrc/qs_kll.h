@@ -33,12 +33,16 @@
 #define QS_KLL_M 8            /* smallest level capacity */
 #define QS_KLL_MAX_LEVELS 64  /* n < 2^64 never needs more */
 #define QS_KLL_MAX_EXACT_LIMIT (1u << 20)
+#define QS_KLL_MAX_BUCKETS 65535
 
 /* Rank and quantile estimators (qs_interp.c). */
 typedef enum qs_estimator {
     QS_EST_STEP = 0,    /* KLL's step function over the retained items       */
     QS_EST_LINEAR = 1,  /* per-level interpolation, linear in value          */
-    QS_EST_LEARNED = 2  /* per-level interpolation through a learned CDF     */
+    QS_EST_LEARNED = 2, /* per-level interpolation through a learned CDF     */
+    QS_EST_SPLINE = 3   /* the accuracy layer's bucket counts (qs_buckets.c),
+                           clipped to the compactors' guaranteed interval; the
+                           learned estimator on a sketch without the layer   */
 } qs_estimator;
 
 typedef struct qs_kll qs_kll;
@@ -69,6 +73,18 @@ qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src);
 uint32_t qs_kll_default_exact_limit(uint32_t k);
 qs_status qs_kll_set_exact_limit(qs_kll *sk, uint32_t limit);
 uint32_t qs_kll_exact_limit(const qs_kll *sk); /* 0 once the compactors took over */
+
+/* Accuracy layer (qs_buckets.c): up to `buckets` boundaries with exact
+ * counts between them; 0 (the default) disables it.  Only on an empty sketch
+ * (QS_EINVAL otherwise).  A merge keeps the layer only if both sides have it,
+ * with the smaller number of boundaries. */
+qs_status qs_kll_set_buckets(qs_kll *sk, uint32_t buckets);
+uint32_t qs_kll_buckets(const qs_kll *sk);
+uint32_t qs_kll_bucket_boundaries(const qs_kll *sk); /* boundaries in use */
+/* The layer itself (for tests): *m boundaries, *m + 1 open counts, *m atom
+ * counts, pointing into the sketch until its next change. */
+void qs_kll_bucket_layer(const qs_kll *sk, const double **bound, const uint64_t **open,
+                         const uint64_t **atom, uint32_t *m);
 
 /* Accessors. */
 uint32_t qs_kll_k(const qs_kll *sk);

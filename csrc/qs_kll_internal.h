@@ -5,6 +5,8 @@
 #ifndef QS_KLL_INTERNAL_H
 #define QS_KLL_INTERNAL_H
 
+#include <math.h>
+
 #include "qs_kll.h"
 
 /*
@@ -21,6 +23,23 @@ typedef struct qs_est_view {
     double *hi;      /* estimated weight of the items <= x[i] */
     double *sa, *sb; /* learned: normalized Hermite slopes at both ends of segment i */
 } qs_est_view;
+
+/*
+ * The accuracy layer (qs_buckets.c): adaptive buckets with exact counts.
+ * m ascending boundaries cut [min, max] into m + 1 open intervals; open[j]
+ * counts the items strictly inside interval j (the first one includes min,
+ * the last one max) and atom[i] the items equal to bound[i].  Every item is
+ * counted exactly from the moment its interval exists; only a split of an
+ * interval estimates how the items it already held divide.
+ */
+typedef struct qs_buckets {
+    uint32_t cap;        /* most boundaries; 0: no accuracy layer */
+    uint32_t m;          /* boundaries in use */
+    double *bound;       /* [cap] ascending */
+    uint64_t *open;      /* [cap + 1] */
+    uint64_t *atom;      /* [cap] */
+    uint64_t next_check; /* the layer is rebalanced when n reaches this */
+} qs_buckets;
 
 struct qs_kll {
     uint32_t k;
@@ -53,8 +72,11 @@ struct qs_kll {
     double *tab_values;
     uint64_t *tab_counts;
 
-    /* Caches of the interpolating estimators (qs_interp.c), by estimator. */
-    qs_est_view *est[2];
+    qs_buckets bk;
+
+    /* Caches of the interpolating estimators (qs_interp.c): linear, learned,
+     * spline (the accuracy layer's). */
+    qs_est_view *est[3];
 
     /* Cache of the sorted view, rebuilt lazily after any change. */
     uint8_t view_valid;
@@ -70,9 +92,54 @@ static inline void qs_invalidate(qs_kll *sk)
     sk->view_valid = 0;
     if (sk->est[0]) sk->est[0]->valid = 0;
     if (sk->est[1]) sk->est[1]->valid = 0;
+    if (sk->est[2]) sk->est[2]->valid = 0;
 }
 
 uint32_t qs_kll_compactor_retained(const qs_kll *sk);
+
+/* Where q lies between a and b, in [0, 1], without overflow; 1/2 when the
+ * segment is not finite (no value can be placed inside it). */
+QS_INLINE double value_fraction(double a, double b, double q)
+{
+    if (!(isfinite(a) && isfinite(b))) return 0.5;
+    const double den = b * 0.5 - a * 0.5;
+    if (!(den > 0.0)) return 0.5;
+    const double f = (q * 0.5 - a * 0.5) / den;
+    return f < 0.0 ? 0.0 : (f > 1.0 ? 1.0 : f);
+}
+
+/* The normalized Hermite cubic of one segment: g(0) = 0, g(1) = 1, slopes sa
+ * and sb at the ends; monotone for slopes in [0, 3]. */
+QS_INLINE double hermite(double t, double sa, double sb)
+{
+    const double u = 1.0 - t;
+    return t * t * (3.0 - 2.0 * t) + sa * t * u * u - sb * t * t * u;
+}
+
+/*
+ * Monotone (Fritsch-Carlson) normalized slopes of segment j of a piecewise
+ * cubic through knots x[0..K) whose segment masses are mass[0..K-1): the
+ * derivative at a knot is the weighted harmonic mean of the secants on both
+ * sides (0 if either is 0), a lone secant at the ends.  Widths are halved so
+ * that any finite x stays finite.
+ */
+void qs_pchip_segment(const double *x, const double *mass, uint32_t K, uint32_t j, double *sa,
+                      double *sb);
+
+/* Accuracy layer (qs_buckets.c). */
+qs_status qs_bk_init(qs_buckets *bk, uint32_t cap);
+void qs_bk_free(qs_buckets *bk);
+qs_status qs_bk_copy(qs_buckets *dst, const qs_buckets *src);
+void qs_bk_count(qs_buckets *bk, const double *x, size_t len);  /* no NaN in x */
+void qs_bk_count_weighted(qs_buckets *bk, const double *x, const uint64_t *w, size_t len);
+void qs_bk_rebalance(qs_kll *sk, int force); /* best effort: no error leaves it broken */
+/* The merged layer of dst and src into out (cap = the smaller cap); dst and
+ * src unchanged. */
+qs_status qs_bk_merged(const qs_kll *dst, const qs_kll *src, qs_buckets *out);
+int qs_bk_check(const qs_kll *sk, const char **message);
+/* The knots, masses and slopes of the layer's CDF (for the spline estimator). */
+qs_status qs_bk_view(const qs_kll *sk, qs_est_view *v);
+qs_status qs_est_reserve(qs_est_view *v, uint32_t n);
 
 /*
  * The weight quantile(p) must reach, p n, rounded to the nearest 2^-20 of an

@@ -1,12 +1,13 @@
 /*
  * qs_serde.c -- the qsketch binary format for KLL sketches.
  *
- * Format version 2 (version 1 is the same without the exact-table section,
- * and is still read), all integers and doubles little-endian:
+ * Format version 3 (version 2 is the same without the bucket section,
+ * version 1 also without the exact-table section; both are still read), all
+ * integers and doubles little-endian; "varint" is unsigned LEB128:
  *
  *   offset  size  field
  *        0     3  magic "QSK"
- *        3     1  format version (2; 1 is still read)
+ *        3     1  format version (3; 1 and 2 are still read)
  *        4     1  sketch type (1 = KLL over float64)
  *        5     1  flags: bit 0 level 0 sorted, bit 1 estimation mode
  *        6     2  k
@@ -26,6 +27,12 @@
  *        .     4  exact-table size T                                      [v2]
  *        .   8*T  exact-table values, strictly increasing                 [v2]
  *        .   8*T  exact-table counts                                      [v2]
+ *        .     2  bucket capacity C (0: no accuracy layer)                [v3]
+ *        .     2  boundaries in use B <= C                                [v3]
+ *        .   8*B  boundaries, strictly increasing, within [min, max]      [v3]
+ *        .     v  varints: n at which the layer is next rebalanced,
+ *                 B + 1 open-interval counts, B boundary counts (they
+ *                 add up to n); nothing when C == 0                       [v3]
  *      end     4  CRC-32 (zlib's) of every byte before it
  *
  * The decoder checks the length before every read, then the checksum, then
@@ -40,7 +47,7 @@
 #include "qs_crc32.h"
 #include "qs_kll_internal.h"
 
-#define QS_FORMAT_VERSION 2
+#define QS_FORMAT_VERSION 3
 #define QS_TYPE_KLL_F64 1
 #define QS_HEADER_BYTES 56u
 #define QS_FLAG_LEVEL0_SORTED 1u
@@ -82,10 +89,58 @@ static double get_f64(const uint8_t *p)
     return x;
 }
 
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Reads one varint from [*p, end); 0 if it runs past end or over 64 bits. */
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        const uint8_t b = *(*p)++;
+        if (shift == 63 && b > 1) return 0;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static size_t bucket_section_size(const qs_kll *sk)
+{
+    const qs_buckets *bk = &sk->bk;
+    size_t size = 4;
+    if (!bk->cap) return size;
+    size += 8u * (size_t)bk->m + varint_size(bk->next_check);
+    for (uint32_t i = 0; i <= bk->m; i++) size += varint_size(bk->open[i]);
+    for (uint32_t i = 0; i < bk->m; i++) size += varint_size(bk->atom[i]);
+    return size;
+}
+
 size_t qs_kll_serialized_size(const qs_kll *sk)
 {
     return QS_HEADER_BYTES + 4u * (size_t)sk->num_levels +
-           8u * (size_t)qs_kll_compactor_retained(sk) + 8u + 16u * (size_t)sk->tab_size + 4u;
+           8u * (size_t)qs_kll_compactor_retained(sk) + 8u + 16u * (size_t)sk->tab_size +
+           bucket_section_size(sk) + 4u;
 }
 
 qs_status qs_kll_serialize(const qs_kll *sk, uint8_t *buf, size_t cap, size_t *written)
@@ -118,6 +173,16 @@ qs_status qs_kll_serialize(const qs_kll *sk, uint8_t *buf, size_t cap, size_t *w
     p += 8;
     for (uint32_t i = 0; i < sk->tab_size; i++, p += 8) put_f64(p, sk->tab_values[i]);
     for (uint32_t i = 0; i < sk->tab_size; i++, p += 8) put_u64(p, sk->tab_counts[i]);
+    const qs_buckets *bk = &sk->bk;
+    put_u16(p, (uint16_t)bk->cap);
+    put_u16(p + 2, (uint16_t)bk->m);
+    p += 4;
+    if (bk->cap) {
+        for (uint32_t i = 0; i < bk->m; i++, p += 8) put_f64(p, bk->bound[i]);
+        p = put_varint(p, bk->next_check);
+        for (uint32_t i = 0; i <= bk->m; i++) p = put_varint(p, bk->open[i]);
+        for (uint32_t i = 0; i < bk->m; i++) p = put_varint(p, bk->atom[i]);
+    }
     put_u32(p, qs_crc32(buf, size - 4));
     *written = size;
     return QS_OK;
@@ -144,6 +209,26 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
         tab_limit = get_u32(buf + items_end);
         tab_size = get_u32(buf + items_end + 4);
         expected = items_end + 8u + 16u * (uint64_t)tab_size + 4u;
+    }
+    uint32_t bk_cap = 0, bk_m = 0;
+    if (version >= 3) { /* the bucket section: its length is known once its varints are walked */
+        const uint64_t bk_start = expected - 4u;
+        if (len < bk_start + 8u) FAIL(QS_EFORMAT, "truncated: fewer bytes than the header announces");
+        bk_cap = get_u16(buf + bk_start);
+        bk_m = get_u16(buf + bk_start + 2);
+        if (bk_m > bk_cap) FAIL(QS_EFORMAT, "corrupt: more bucket boundaries than the layer holds");
+        expected = bk_start + 4u;
+        if (bk_cap) {
+            expected += 8u * (uint64_t)bk_m;
+            if (len < expected + 4u) FAIL(QS_EFORMAT, "truncated: fewer bytes than the header announces");
+            const uint8_t *q = buf + expected, *end = buf + len - 4;
+            uint64_t v;
+            for (uint32_t i = 0; i < 2u * bk_m + 2u; i++)
+                if (!get_varint(&q, end, &v)) FAIL(QS_EFORMAT, "truncated or corrupt bucket counts");
+            expected = (uint64_t)(q - buf) + 4u;
+        } else if (bk_m) {
+            FAIL(QS_EFORMAT, "corrupt: bucket boundaries without a layer");
+        }
     }
     if (len < expected) FAIL(QS_EFORMAT, "truncated: fewer bytes than the header announces");
     if (len > expected) FAIL(QS_EFORMAT, "trailing bytes after the sketch");
@@ -206,6 +291,19 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
         p += 8;
         for (uint32_t i = 0; i < tab_size; i++, p += 8) sk->tab_values[i] = get_f64(p);
         for (uint32_t i = 0; i < tab_size; i++, p += 8) sk->tab_counts[i] = get_u64(p);
+    }
+    if (bk_cap) {
+        p = buf + items_end + 8u + 16u * (uint64_t)tab_size + 4u;
+        if (qs_bk_init(&sk->bk, bk_cap) != QS_OK) {
+            qs_kll_free(sk);
+            FAIL(QS_ENOMEM, "out of memory");
+        }
+        sk->bk.m = bk_m;
+        for (uint32_t i = 0; i < bk_m; i++, p += 8) sk->bk.bound[i] = get_f64(p);
+        const uint8_t *end = buf + len - 4;
+        get_varint(&p, end, &sk->bk.next_check); /* lengths were checked above */
+        for (uint32_t i = 0; i <= bk_m; i++) get_varint(&p, end, &sk->bk.open[i]);
+        for (uint32_t i = 0; i < bk_m; i++) get_varint(&p, end, &sk->bk.atom[i]);
     }
 
     const char *why;

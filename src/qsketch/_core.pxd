@@ -18,6 +18,7 @@ cdef extern from "qs_kll.h" nogil:
         QS_KLL_MAX_K
         QS_KLL_DEFAULT_K
         QS_KLL_MAX_EXACT_LIMIT
+        QS_KLL_MAX_BUCKETS
     ctypedef struct qs_kll:
         pass
 
@@ -45,6 +46,11 @@ cdef extern from "qs_kll.h" nogil:
     uint32_t qs_kll_default_exact_limit(uint32_t k)
     qs_status qs_kll_set_exact_limit(qs_kll *sk, uint32_t limit)
     uint32_t qs_kll_exact_limit(const qs_kll *sk)
+    qs_status qs_kll_set_buckets(qs_kll *sk, uint32_t buckets)
+    uint32_t qs_kll_buckets(const qs_kll *sk)
+    uint32_t qs_kll_bucket_boundaries(const qs_kll *sk)
+    void qs_kll_bucket_layer(const qs_kll *sk, const double **bound, const uint64_t **open,
+                             const uint64_t **atom, uint32_t *m)
     qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive, int estimator,
                               double *out)
     qs_status qs_kll_quantile_est(qs_kll *sk, const double *p, size_t len, int inclusive,

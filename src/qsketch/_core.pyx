@@ -47,8 +47,8 @@ cdef enum:
 
 # Estimator names, in the order of their code in the binding flags, and the C
 # enum value each maps to.
-ESTIMATORS = ("learned", "linear", "step")
-cdef int[3] _EST_C = [2, 1, 0]  # QS_EST_LEARNED, QS_EST_LINEAR, QS_EST_STEP
+ESTIMATORS = ("learned", "linear", "step", "spline")
+cdef int[4] _EST_C = [2, 1, 0, 3]  # QS_EST_LEARNED, QS_EST_LINEAR, QS_EST_STEP, QS_EST_SPLINE
 
 # Confidence of the a priori error constants (see qs_kll_normalized_rank_error).
 cdef double _BASE_DELTA = 0.01
@@ -137,18 +137,23 @@ cdef class KLLSketch:
             raise MemoryError("cannot allocate a lock")
 
     def __init__(self, k=DEFAULT_K, *, seed=None, nan_policy="ignore", estimator="learned",
-                 exact_limit=None):
+                 exact_limit=None, buckets=0):
         cdef uint32_t kk = _validate.check_k(k, MIN_K, MAX_K)
         cdef uint64_t sd = _validate.check_seed(seed)
         policy = _validate.check_nan_policy(nan_policy)
         cdef int est = _validate.check_estimator(estimator, ESTIMATORS)
         cdef uint32_t limit = (c.qs_kll_default_exact_limit(kk) if exact_limit is None
                                else _validate.check_exact_limit(exact_limit, c.QS_KLL_MAX_EXACT_LIMIT))
+        cdef uint32_t nb = _validate.check_buckets(buckets, c.QS_KLL_MAX_BUCKETS)
         cdef qs_status st
         cdef qs_kll *sk = c.qs_kll_new(kk, sd, &st)
         if sk == NULL:
             raise _status_error(st, "KLLSketch()")
         c.qs_kll_set_exact_limit(sk, limit)
+        st = c.qs_kll_set_buckets(sk, nb)
+        if st != c.QS_OK:
+            c.qs_kll_free(sk)
+            raise _status_error(st, "KLLSketch()")
         c.qs_kll_set_user_flags(sk, (FLAG_NAN_RAISE if policy == "raise" else 0)
                                 | (est << FLAG_ESTIMATOR_SHIFT))
         self._adopt(sk)
@@ -167,8 +172,6 @@ cdef class KLLSketch:
         cdef uint8_t flags = c.qs_kll_user_flags(sk)
         self._nan_raise = (flags & FLAG_NAN_RAISE) != 0
         self._estimator = (flags & FLAG_ESTIMATOR_MASK) >> FLAG_ESTIMATOR_SHIFT
-        if self._estimator >= 3:  # unknown code from a newer writer: the default
-            self._estimator = 0
         self._refresh_headroom()
 
     cdef void _refresh_headroom(self) noexcept:
@@ -578,6 +581,26 @@ cdef class KLLSketch:
         finally:
             self._release()
 
+    @property
+    def buckets(self):
+        """Most boundaries of the accuracy layer (0: the sketch has none).
+
+        The layer keeps exact counts between up to this many adaptive
+        boundaries beside the compactors; the "spline" estimator answers from
+        it (see docs/algorithm.md).
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> qsketch.KLLSketch(buckets=128).buckets, qsketch.KLLSketch(buckets=0).buckets
+        (128, 0)
+        """
+        self._sync()
+        try:
+            return c.qs_kll_buckets(self._sk)
+        finally:
+            self._release()
+
     cdef int _estimator_code(self, estimator) except -1:
         if estimator is None:
             return _EST_C[self._estimator]
@@ -937,6 +960,24 @@ cdef class KLLSketch:
         finally:
             self._release()
         return out
+
+    def _buckets(self):
+        """The accuracy layer (for tests): (boundaries, open counts, boundary counts)."""
+        cdef const double *bound
+        cdef const uint64_t *open_
+        cdef const uint64_t *atom
+        cdef uint32_t m, i
+        self._sync()
+        try:
+            c.qs_kll_bucket_layer(self._sk, &bound, &open_, &atom, &m)
+            if c.qs_kll_buckets(self._sk) == 0:
+                return None
+            b = np.array([bound[i] for i in range(m)], dtype=np.float64)
+            o = np.array([open_[i] for i in range(m + 1)], dtype=np.uint64)
+            a = np.array([atom[i] for i in range(m)], dtype=np.uint64)
+        finally:
+            self._release()
+        return b, o, a
 
     cdef void _copy_level(self, double[::1] dst, const double *items, uint32_t size) noexcept:
         memcpy(&dst[0], items, size * sizeof(double))

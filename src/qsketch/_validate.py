@@ -133,6 +133,14 @@ def check_estimator(estimator, names):
     return names.index(estimator)
 
 
+def check_buckets(buckets, maximum):
+    if isinstance(buckets, bool) or not isinstance(buckets, (int, np.integer)):
+        raise TypeError(f"buckets must be a non-negative integer; got {type(buckets).__name__}")
+    if not 0 <= buckets <= maximum:
+        raise ValueError(f"buckets must be in [0, {maximum}]; got {buckets}")
+    return int(buckets)
+
+
 def check_exact_limit(limit, maximum):
     if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)):
         raise TypeError(f"exact_limit must be a non-negative integer or None; got {type(limit).__name__}")

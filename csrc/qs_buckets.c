@@ -1,0 +1,543 @@
+/*
+ * qs_buckets.c -- the accuracy layer: adaptive buckets with exact counts.
+ *
+ * KLL's error is the randomness of its compactions: every compaction moves
+ * ranks by +-2^h, and no interpolation of the survivors can undo it.  This
+ * layer keeps, beside the compactors, up to `cap` boundaries and exact counts
+ * of the items between them (and of the items equal to each boundary, so that
+ * repeated values are point masses).  Every item is counted exactly from the
+ * moment its interval exists, so a count can only be wrong by what was
+ * estimated when an interval was split; and that error does not grow
+ * afterwards: the count below a boundary is fixed at its creation plus exact
+ * counting ever after.  On a stationary stream the splits happen while n is
+ * small (while the compactors are still exact, they cost nothing), so the
+ * relative error at the boundaries shrinks as n grows.
+ *
+ * Rebalancing (every n/64 items): an interval holding more than
+ * TAU n / (cap + 1) items is split
+ *   - where: at the weighted median of the retained items inside it (a data
+ *     value, so that heavy values become boundaries and are counted exactly
+ *     from then on);
+ *   - how its items divide: exactly while the compactors are exact; then the
+ *     part equal to the split value (only when the compactors retain that
+ *     value more than once) in the compactors' proportion, and the rest by the
+ *     monotone cubic (PCHIP) through the cumulative counts of the buckets,
+ *     clipped to the compactors' guaranteed interval at the split value;
+ *   - room: when all boundaries are in use, the adjacent pair with the fewest
+ *     items (at most the threshold) is joined, which is exact.
+ *
+ * Estimates (qs_interp.c, estimator "spline") follow the same cubic through
+ * the cumulative counts with the boundaries' point masses, clipped to the
+ * compactors' guaranteed interval: they can never be further from the truth
+ * than twice KLL's bound.
+ *
+ * Merging re-cuts each side's intervals at the union of the boundaries along
+ * its own cubic, adds the counts, and joins the lightest pairs back down to
+ * cap boundaries.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qs_kll_internal.h"
+
+#define QS_BK_TAU 2.0
+#ifndef QS_BK_Z
+#define QS_BK_Z 3.0
+#endif
+#ifndef QS_BK_ATOMS
+#define QS_BK_ATOMS 0
+#endif
+#ifndef QS_BK_KLL_FRACTION
+#define QS_BK_KLL_FRACTION 0
+#endif
+
+/*
+ * The most items interval j may hold: like t-digest's scale function, the
+ * intervals shrink towards the tails (by 2 sqrt(r (1 - r)) at rank r), where
+ * densities change fastest and where relative accuracy matters most.  The
+ * pi/2 keeps the number of intervals of a full layer about cap / TAU.
+ */
+static double layer_base(double n, uint32_t cap)
+{
+    return QS_BK_TAU * 1.5707963267948966 * n / (double)(cap + 1);
+}
+
+static double interval_limit(double base, double r)
+{
+    double f = 2.0 * sqrt(r * (1.0 - r));
+    if (!(f > 1.0 / 256.0)) f = 1.0 / 256.0;
+    const double limit = base * f;
+    return limit > 1.0 ? limit : 1.0;
+}
+
+qs_status qs_bk_init(qs_buckets *bk, uint32_t cap)
+{
+    qs_bk_free(bk);
+    if (cap == 0) return QS_OK;
+    bk->bound = malloc((size_t)cap * sizeof(double));
+    bk->open = calloc((size_t)cap + 1, sizeof(uint64_t));
+    bk->atom = calloc((size_t)cap, sizeof(uint64_t));
+    if (!bk->bound || !bk->open || !bk->atom) {
+        qs_bk_free(bk);
+        return QS_ENOMEM;
+    }
+    bk->cap = cap;
+    bk->m = 0;
+    bk->next_check = 0;
+    return QS_OK;
+}
+
+void qs_bk_free(qs_buckets *bk)
+{
+    free(bk->bound);
+    free(bk->open);
+    free(bk->atom);
+    memset(bk, 0, sizeof *bk);
+}
+
+qs_status qs_bk_copy(qs_buckets *dst, const qs_buckets *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (!src->cap) return QS_OK;
+    qs_status st = qs_bk_init(dst, src->cap);
+    if (st != QS_OK) return st;
+    dst->m = src->m;
+    dst->next_check = src->next_check;
+    memcpy(dst->bound, src->bound, (size_t)src->m * sizeof(double));
+    memcpy(dst->open, src->open, ((size_t)src->m + 1) * sizeof(uint64_t));
+    memcpy(dst->atom, src->atom, (size_t)src->m * sizeof(uint64_t));
+    return QS_OK;
+}
+
+/* The number of boundaries < x (branch-free binary search). */
+QS_INLINE uint32_t boundaries_below(const double *b, uint32_t m, double x)
+{
+    if (m == 0) return 0;
+    const double *base = b;
+    uint32_t len = m;
+    while (len > 1) {
+        const uint32_t half = len >> 1;
+        base = base[half] < x ? base + half : base;
+        len -= half;
+    }
+    return (uint32_t)(base - b) + (*base < x);
+}
+
+void qs_bk_count(qs_buckets *bk, const double *x, size_t len)
+{
+    const uint32_t m = bk->m;
+    const double *b = bk->bound;
+    size_t i = 0;
+    if (m > 1) {
+        /* eight searches in lockstep: their loads overlap instead of queueing */
+        for (; i + 8 <= len; i += 8) {
+            const double *base[8];
+            for (int l = 0; l < 8; l++) base[l] = b;
+            for (uint32_t n = m; n > 1; n -= n >> 1) {
+                const uint32_t half = n >> 1;
+                for (int l = 0; l < 8; l++) base[l] = base[l][half] < x[i + l] ? base[l] + half : base[l];
+            }
+            for (int l = 0; l < 8; l++) {
+                const uint32_t j = (uint32_t)(base[l] - b) + (*base[l] < x[i + l]);
+                if (j < m && b[j] == x[i + l]) bk->atom[j]++;
+                else bk->open[j]++;
+            }
+        }
+    }
+    for (; i < len; i++) {
+        const uint32_t j = boundaries_below(b, m, x[i]);
+        if (j < m && b[j] == x[i]) bk->atom[j]++;
+        else bk->open[j]++;
+    }
+}
+
+void qs_bk_count_weighted(qs_buckets *bk, const double *x, const uint64_t *w, size_t len)
+{
+    const uint32_t m = bk->m;
+    const double *b = bk->bound;
+    for (size_t i = 0; i < len; i++) {
+        if (x[i] != x[i]) continue;
+        const uint32_t j = boundaries_below(b, m, x[i]);
+        if (j < m && b[j] == x[i]) bk->atom[j] += w[i];
+        else bk->open[j] += w[i];
+    }
+}
+
+void qs_pchip_segment(const double *x, const double *mass, uint32_t K, uint32_t j, double *sa,
+                      double *sb)
+{
+    *sa = *sb = 1.0;
+    const double h = x[j + 1] * 0.5 - x[j] * 0.5;
+    if (!(isfinite(h) && h > 0.0 && mass[j] > 0.0)) return;
+    const double s = mass[j] / h;
+    double d[2];
+    for (int end = 0; end < 2; end++) {
+        /* the neighbouring segment on this side, if it has a width */
+        const int64_t nb = end ? (int64_t)j + 1 : (int64_t)j - 1;
+        double hn = 0.0;
+        if (nb >= 0 && nb + 1 < (int64_t)K) hn = x[nb + 1] * 0.5 - x[nb] * 0.5;
+        if (!(isfinite(hn) && hn > 0.0)) {
+            d[end] = s;
+            continue;
+        }
+        const double sn = mass[nb] / hn;
+        if (!(sn > 0.0)) {
+            d[end] = 0.0;
+            continue;
+        }
+        /* weighted harmonic mean of the two secants (scipy's PchipInterpolator) */
+        const double h0 = end ? h : hn, h1 = end ? hn : h, s0 = end ? s : sn, s1 = end ? sn : s;
+        const double a = (2.0 * h1 + h0) / (3.0 * (h0 + h1)), b = 1.0 - a;
+        d[end] = 1.0 / (a / s0 + b / s1);
+    }
+    double na = d[0] / s, nb2 = d[1] / s;
+    *sa = na < 0.0 ? 0.0 : (na > 3.0 ? 3.0 : na);
+    *sb = nb2 < 0.0 ? 0.0 : (nb2 > 3.0 ? 3.0 : nb2);
+}
+
+/* Knots of the layer: min, the boundaries, max; segment j is interval j. */
+static void layer_knots(const qs_buckets *bk, double min, double max, double *x, double *mass)
+{
+    x[0] = min;
+    for (uint32_t i = 0; i < bk->m; i++) x[i + 1] = bk->bound[i];
+    x[bk->m + 1] = max;
+    for (uint32_t j = 0; j <= bk->m; j++) mass[j] = (double)bk->open[j];
+}
+
+/* The fraction of interval j's open mass below s, along the cubic. */
+static double open_fraction(const double *x, const double *mass, uint32_t K, uint32_t j, double s)
+{
+    double sa, sb;
+    qs_pchip_segment(x, mass, K, j, &sa, &sb);
+    return hermite(value_fraction(x[j], x[j + 1], s), sa, sb);
+}
+
+/* Join boundary i into one interval with its neighbours (exact). */
+static void join_at(qs_buckets *bk, uint32_t i)
+{
+    bk->open[i] += bk->atom[i] + bk->open[i + 1];
+    memmove(bk->bound + i, bk->bound + i + 1, (size_t)(bk->m - i - 1) * sizeof(double));
+    memmove(bk->atom + i, bk->atom + i + 1, (size_t)(bk->m - i - 1) * sizeof(uint64_t));
+    memmove(bk->open + i + 1, bk->open + i + 2, (size_t)(bk->m - i - 1) * sizeof(uint64_t));
+    bk->m--;
+}
+
+/*
+ * The boundary whose removal makes the interval lightest relative to its
+ * limit; -1 if must_fit and every such interval would exceed its limit.
+ */
+static int64_t lightest_join(const qs_buckets *bk, double base, double n, int must_fit)
+{
+    int64_t best = -1;
+    double best_load = must_fit ? 1.0 : INFINITY, before = 0.0;
+    for (uint32_t i = 0; i < bk->m; i++) {
+        const double mass = (double)bk->open[i] + (double)bk->atom[i] + (double)bk->open[i + 1];
+        const double load = mass / interval_limit(base, (before + 0.5 * mass) / n);
+        if (load <= best_load) {
+            best_load = load;
+            best = i;
+        }
+        before += (double)bk->open[i] + (double)bk->atom[i];
+    }
+    return best;
+}
+
+/* First index in [lo, hi) of a with a[i] > x (strict) or >= x. */
+static uint32_t first_above(const double *a, uint32_t lo, uint32_t hi, double x, int strict)
+{
+    while (lo < hi) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        if (strict ? a[mid] <= x : a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/*
+ * Split interval j at the weighted median of the retained items inside it.
+ * 0 when it cannot (no retained item inside, or no room).
+ */
+static int split_interval(qs_kll *sk, uint32_t j, const double *items, const uint64_t *cum,
+                          uint32_t R, double limit_base, double eps_n, double *x, double *mass)
+{
+    qs_buckets *bk = &sk->bk;
+    const uint32_t m = bk->m, K = m + 2;
+    const double lo = x[j], hi = x[j + 1];
+    /* retained items in the interval: (lo, hi), the first one from min, the last one to max */
+    const uint32_t ia = first_above(items, 0, R, lo, j > 0);
+    const uint32_t ib = first_above(items, ia, R, hi, j == m);
+    if (ia >= ib) return 0;
+    const uint64_t base = ia ? cum[ia - 1] : 0, W = cum[ib - 1] - base;
+    /* the first retained item reaching half of the interval's retained weight */
+    uint32_t lo_i = ia, hi_i = ib - 1;
+    while (lo_i < hi_i) {
+        const uint32_t mid = lo_i + (hi_i - lo_i) / 2;
+        if (2 * (cum[mid] - base) < W) lo_i = mid + 1;
+        else hi_i = mid;
+    }
+    const double s = items[lo_i];
+    const uint32_t s_beg = first_above(items, ia, ib, s, 0), s_end = first_above(items, s_beg, ib, s, 1);
+    const double w_left = (double)((s_beg ? cum[s_beg - 1] : 0) - base);
+    const double w_at = (double)(cum[s_end - 1] - (s_beg ? cum[s_beg - 1] : 0));
+    const double c = (double)bk->open[j];
+    double at, left;
+    if (!sk->compacted) { /* the compactors are exact: so is the split */
+        at = c * (w_at / (double)W);
+        left = c * (w_left / (double)W);
+    } else {
+        /* a value retained more than once is a point mass; the rest follows the cubic */
+        at = QS_BK_ATOMS && s_end - s_beg >= 2 ? c * (w_at / (double)W) : 0.0;
+        /* the compactors' estimate and its spread (each retained item of weight w
+         * stands for w items somewhere near it: a variance of about w^2 / 4) */
+        double w2 = 0.0;
+        for (uint32_t i = ia; i < ib; i++) {
+            const double w = (double)(cum[i] - (i ? cum[i - 1] : 0));
+            w2 += w * w;
+        }
+        const double rest_w = (double)W - w_at, scale = (c - at) / (rest_w > 0.0 ? rest_w : 1.0);
+        const double kll_left = w_left * scale, spread = 0.5 * sqrt(w2) * scale;
+        /* the cubic, unless the compactors refute it */
+        left = (c - at) * open_fraction(x, mass, K, j, s);
+        if (QS_BK_KLL_FRACTION || fabs(left - kll_left) > QS_BK_Z * spread) left = kll_left;
+        /* clip the count below s to the compactors' guaranteed interval there */
+        double before = 0.0;
+        for (uint32_t i = 0; i < j; i++) before += (double)bk->open[i] + (double)bk->atom[i];
+        const double step_below = (double)(s_beg ? cum[s_beg - 1] : 0);
+        const double lo_left = step_below - eps_n - before, hi_left = step_below + eps_n - before;
+        if (left < lo_left) left = lo_left;
+        if (left > hi_left) left = hi_left;
+    }
+    uint64_t a = (uint64_t)llround(at < 0.0 ? 0.0 : (at > c ? c : at));
+    double rest = c - (double)a;
+    uint64_t l = (uint64_t)llround(left < 0.0 ? 0.0 : (left > rest ? rest : left));
+    if (m == bk->cap) { /* make room: join the lightest pair (never j's own boundaries) */
+        const int64_t i = lightest_join(bk, limit_base, (double)sk->n, 1);
+        if (i < 0) return 0;
+        join_at(bk, (uint32_t)i);
+        if ((uint32_t)i < j) j--;
+    }
+    const uint64_t total = bk->open[j];
+    memmove(bk->bound + j + 1, bk->bound + j, (size_t)(bk->m - j) * sizeof(double));
+    memmove(bk->atom + j + 1, bk->atom + j, (size_t)(bk->m - j) * sizeof(uint64_t));
+    memmove(bk->open + j + 2, bk->open + j + 1, (size_t)(bk->m - j) * sizeof(uint64_t));
+    bk->bound[j] = s;
+    bk->atom[j] = a;
+    bk->open[j] = l;
+    bk->open[j + 1] = total - a - l;
+    bk->m++;
+    return 1;
+}
+
+void qs_bk_rebalance(qs_kll *sk, int force)
+{
+    qs_buckets *bk = &sk->bk;
+    if (!bk->cap || sk->n == 0 || (!force && sk->n < bk->next_check)) return;
+    const uint64_t step = sk->n / 64 > 16 ? sk->n / 64 : 16;
+    bk->next_check = sk->n + step;
+    const double n = (double)sk->n;
+    const double base = layer_base(n, bk->cap);
+    const double *items;
+    const uint64_t *cum;
+    uint32_t R;
+    if (qs_kll_sorted_view(sk, &items, &cum, &R) != QS_OK || R == 0) return;
+    const double eps_n = qs_kll_normalized_rank_error(sk->k, 0) * n;
+    double *x = malloc(((size_t)bk->cap + 2) * sizeof(double));
+    double *mass = malloc(((size_t)bk->cap + 1) * sizeof(double));
+    if (!x || !mass) goto done;
+    int changed = 0;
+    for (uint32_t rounds = 0; rounds < 4 * bk->cap + 16; rounds++) {
+        int progress = 0;
+        double before = 0.0;
+        for (uint32_t j = 0; j <= bk->m; j++) {
+            const double c = (double)bk->open[j];
+            const double limit = interval_limit(base, (before + 0.5 * c) / n);
+            before += c + (j < bk->m ? (double)bk->atom[j] : 0.0);
+            if (c <= limit) continue;
+            layer_knots(bk, sk->min, sk->max, x, mass);
+            if (split_interval(sk, j, items, cum, R, base, eps_n, x, mass)) {
+                progress = changed = 1;
+                break; /* indices moved: scan again */
+            }
+        }
+        if (!progress) break;
+    }
+    if (changed) qs_invalidate(sk);
+done:
+    free(x);
+    free(mass);
+}
+
+/*
+ * One side of a merge, re-cut at the sorted union U[0..u) of the boundaries:
+ * open_out[0..u] and atom_out[0..u) are added to.  Inside an interval the
+ * open mass is divided along the side's cubic; rounding is cumulative, so the
+ * side's total is kept exactly.
+ */
+static void recut_add(const qs_kll *sk, const double *U, uint32_t u, double *x, double *mass,
+                      uint64_t *open_out, uint64_t *atom_out)
+{
+    const qs_buckets *bk = &sk->bk;
+    if (sk->n == 0) return;
+    const uint32_t m = bk->m, K = m + 2;
+    layer_knots(bk, sk->min, sk->max, x, mass);
+    uint64_t below_prev = 0; /* items <= U[t - 1] */
+    uint64_t before_j = 0;   /* items before interval j's open part */
+    uint32_t j = 0;          /* interval of the side holding the current point */
+    for (uint32_t t = 0; t <= u; t++) {
+        uint64_t lt, le; /* items < U[t], items <= U[t] */
+        if (t == u) {
+            lt = le = sk->n;
+        } else {
+            const double q = U[t];
+            while (j < m && bk->bound[j] < q) {
+                before_j += bk->open[j] + bk->atom[j];
+                j++;
+            }
+            if (j < m && bk->bound[j] == q) {
+                lt = before_j + bk->open[j];
+                le = lt + bk->atom[j];
+            } else if (q < sk->min) {
+                lt = le = 0;
+            } else if (q > sk->max) {
+                lt = le = sk->n;
+            } else {
+                const double c = (double)bk->open[j];
+                uint64_t part = (uint64_t)llround(c * open_fraction(x, mass, K, j, q));
+                if (part > bk->open[j]) part = bk->open[j];
+                lt = le = before_j + part;
+            }
+        }
+        if (lt < below_prev) lt = below_prev; /* rounding never runs backwards */
+        if (le < lt) le = lt;
+        open_out[t] += lt - below_prev;
+        if (t < u) atom_out[t] += le - lt;
+        below_prev = le;
+    }
+}
+
+qs_status qs_bk_merged(const qs_kll *dst, const qs_kll *src, qs_buckets *out)
+{
+    memset(out, 0, sizeof *out);
+    const qs_buckets *a = &dst->bk, *b = &src->bk;
+    if (!a->cap || !b->cap) return QS_OK; /* one side has no layer: neither has the result */
+    const uint32_t cap = a->cap < b->cap ? a->cap : b->cap;
+    const uint32_t umax = a->m + b->m;
+    double *U = malloc(((size_t)umax + 1) * sizeof(double));
+    uint64_t *open = calloc((size_t)umax + 1, sizeof(uint64_t));
+    uint64_t *atom = calloc((size_t)umax + 1, sizeof(uint64_t));
+    const uint32_t kmax = (a->m > b->m ? a->m : b->m) + 2;
+    double *x = malloc((size_t)kmax * sizeof(double));
+    double *mass = malloc((size_t)kmax * sizeof(double));
+    qs_status st = QS_ENOMEM;
+    if (!U || !open || !atom || !x || !mass) goto fail;
+    uint32_t u = 0, i = 0, k = 0;
+    while (i < a->m || k < b->m) { /* sorted union */
+        double v;
+        if (k >= b->m || (i < a->m && a->bound[i] < b->bound[k])) v = a->bound[i++];
+        else if (i >= a->m || b->bound[k] < a->bound[i]) v = b->bound[k++];
+        else { v = a->bound[i++]; k++; }
+        U[u++] = v;
+    }
+    recut_add(dst, U, u, x, mass, open, atom);
+    recut_add(src, U, u, x, mass, open, atom);
+    qs_buckets tmp = {umax ? umax : 1, u, U, open, atom, 0};
+    const double n = (double)dst->n + (double)src->n;
+    const double base = layer_base(n, cap);
+    while (tmp.m > cap) join_at(&tmp, (uint32_t)lightest_join(&tmp, base, n, 0));
+    st = qs_bk_init(out, cap);
+    if (st != QS_OK) goto fail;
+    out->m = tmp.m;
+    memcpy(out->bound, U, (size_t)tmp.m * sizeof(double));
+    memcpy(out->open, open, ((size_t)tmp.m + 1) * sizeof(uint64_t));
+    memcpy(out->atom, atom, (size_t)tmp.m * sizeof(uint64_t));
+    st = QS_OK;
+fail:
+    free(U);
+    free(open);
+    free(atom);
+    free(x);
+    free(mass);
+    return st;
+}
+
+int qs_bk_check(const qs_kll *sk, const char **message)
+{
+    const qs_buckets *bk = &sk->bk;
+    if (!bk->cap) return 0;
+    if (bk->m > bk->cap) {
+        *message = "corrupt: more bucket boundaries than the layer holds";
+        return 1;
+    }
+    uint64_t total = 0;
+    for (uint32_t i = 0; i <= bk->m; i++) {
+        if (i < bk->m) {
+            const double b = bk->bound[i];
+            if (b != b || (i > 0 && !(bk->bound[i - 1] < b))) {
+                *message = "corrupt: bucket boundaries not strictly increasing";
+                return 1;
+            }
+            if (!(b >= sk->min && b <= sk->max)) {
+                *message = "corrupt: a bucket boundary outside [min, max]";
+                return 1;
+            }
+            if (total > UINT64_MAX - bk->atom[i]) goto overflow;
+            total += bk->atom[i];
+        }
+        if (total > UINT64_MAX - bk->open[i]) goto overflow;
+        total += bk->open[i];
+    }
+    if (total != sk->n) {
+        *message = "corrupt: bucket counts do not add up to n";
+        return 1;
+    }
+    return 0;
+overflow:
+    *message = "corrupt: bucket counts overflow";
+    return 1;
+}
+
+qs_status qs_bk_view(const qs_kll *sk, qs_est_view *v)
+{
+    const qs_buckets *bk = &sk->bk;
+    const uint32_t m = bk->m;
+    qs_status st = qs_est_reserve(v, m + 2);
+    if (st != QS_OK) return st;
+    double *mass = malloc(((size_t)m + 2) * sizeof(double));
+    if (!mass) return QS_ENOMEM;
+    /* knots: min (unless it is a boundary), the boundaries, max (likewise) */
+    uint32_t K = 0;
+    double below = 0.0;
+    if (m == 0 && !(sk->min < sk->max)) { /* every item is one value */
+        v->x[0] = sk->min;
+        v->lo[0] = 0.0;
+        v->hi[0] = (double)sk->n;
+        K = 1;
+    } else {
+        if (m == 0 || sk->min < bk->bound[0]) {
+            v->x[K] = sk->min;
+            v->lo[K] = v->hi[K] = 0.0;
+            K++;
+        }
+        for (uint32_t i = 0; i < m; i++) {
+            below += (double)bk->open[i];
+            v->x[K] = bk->bound[i];
+            v->lo[K] = below;
+            below += (double)bk->atom[i];
+            v->hi[K] = below;
+            K++;
+        }
+        if (m == 0 || sk->max > bk->bound[m - 1]) {
+            below += (double)bk->open[m];
+            v->x[K] = sk->max;
+            v->lo[K] = v->hi[K] = below;
+            K++;
+        }
+    }
+    v->size = K;
+    for (uint32_t s = 0; s + 1 < K; s++) mass[s] = v->lo[s + 1] - v->hi[s];
+    for (uint32_t s = 0; s + 1 < K; s++) qs_pchip_segment(v->x, mass, K, s, &v->sa[s], &v->sb[s]);
+    free(mass);
+    v->valid = 1;
+    return QS_OK;
+}
