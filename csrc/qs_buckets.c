@@ -13,18 +13,23 @@
  * small (while the compactors are still exact, they cost nothing), so the
  * relative error at the boundaries shrinks as n grows.
  *
- * Rebalancing (every n/64 items): an interval holding more than
- * TAU n / (cap + 1) items is split
+ * Rebalancing (every n/64 items): an interval holding more than its limit,
+ * TAU (pi/2) n / (cap + 1) shrunk towards the tails by 2 sqrt(r (1 - r)) at
+ * its rank r (t-digest's scale function), is split
  *   - where: at the weighted median of the retained items inside it (a data
  *     value, so that heavy values become boundaries and are counted exactly
  *     from then on);
- *   - how its items divide: exactly while the compactors are exact; then the
- *     part equal to the split value (only when the compactors retain that
- *     value more than once) in the compactors' proportion, and the rest by the
- *     monotone cubic (PCHIP) through the cumulative counts of the buckets,
- *     clipped to the compactors' guaranteed interval at the split value;
- *   - room: when all boundaries are in use, the adjacent pair with the fewest
- *     items (at most the threshold) is joined, which is exact.
+ *   - how its items divide: exactly while the compactors are exact; then by
+ *     the monotone cubic (PCHIP) through the cumulative counts of the
+ *     buckets, unless the compactors' own estimate refutes it by more than
+ *     QS_BK_Z standard deviations (sqrt(sum of squared weights) / 2 of the
+ *     retained items inside): a non-stationary stream (sorted runs, a zoom-in
+ *     attack) fills an interval unlike its neighbours, and the compactors see
+ *     it.  Either way the count below the split value is clipped to the
+ *     compactors' guaranteed interval there;
+ *   - room: when all boundaries are in use, the adjacent pair whose joined
+ *     interval is lightest relative to its limit (and within it) is joined,
+ *     which is exact.
  *
  * Estimates (qs_interp.c, estimator "spline") follow the same cubic through
  * the cumulative counts with the boundaries' point masses, clipped to the
@@ -42,15 +47,8 @@
 #include "qs_kll_internal.h"
 
 #define QS_BK_TAU 2.0
-#ifndef QS_BK_Z
+/* how many standard deviations of the compactors' estimate refute the cubic */
 #define QS_BK_Z 3.0
-#endif
-#ifndef QS_BK_ATOMS
-#define QS_BK_ATOMS 0
-#endif
-#ifndef QS_BK_KLL_FRACTION
-#define QS_BK_KLL_FRACTION 0
-#endif
 
 /*
  * The most items interval j may hold: like t-digest's scale function, the
@@ -108,6 +106,16 @@ qs_status qs_bk_copy(qs_buckets *dst, const qs_buckets *src)
     memcpy(dst->open, src->open, ((size_t)src->m + 1) * sizeof(uint64_t));
     memcpy(dst->atom, src->atom, (size_t)src->m * sizeof(uint64_t));
     return QS_OK;
+}
+
+/* v rounded to a count in [0, cap] (llround stops at 2^63; counts do not). */
+static uint64_t round_count(double v, uint64_t cap)
+{
+    if (!(v > 0.0)) return 0;
+    v += 0.5;
+    if (v >= 18446744073709551616.0) return cap;
+    const uint64_t r = (uint64_t)v;
+    return r > cap ? cap : r;
 }
 
 /* The number of boundaries < x (branch-free binary search). */
@@ -191,9 +199,10 @@ void qs_pchip_segment(const double *x, const double *mass, uint32_t K, uint32_t 
         const double a = (2.0 * h1 + h0) / (3.0 * (h0 + h1)), b = 1.0 - a;
         d[end] = 1.0 / (a / s0 + b / s1);
     }
-    double na = d[0] / s, nb2 = d[1] / s;
-    *sa = na < 0.0 ? 0.0 : (na > 3.0 ? 3.0 : na);
-    *sb = nb2 < 0.0 ? 0.0 : (nb2 > 3.0 ? 3.0 : nb2);
+    /* infinite secants (widths near the smallest subnormal) give NaN: linear then */
+    const double na = d[0] / s, nb2 = d[1] / s;
+    *sa = na == na ? (na < 0.0 ? 0.0 : (na > 3.0 ? 3.0 : na)) : 1.0;
+    *sb = nb2 == nb2 ? (nb2 < 0.0 ? 0.0 : (nb2 > 3.0 ? 3.0 : nb2)) : 1.0;
 }
 
 /* Knots of the layer: min, the boundaries, max; segment j is interval j. */
@@ -286,8 +295,9 @@ static int split_interval(qs_kll *sk, uint32_t j, const double *items, const uin
         at = c * (w_at / (double)W);
         left = c * (w_left / (double)W);
     } else {
-        /* a value retained more than once is a point mass; the rest follows the cubic */
-        at = QS_BK_ATOMS && s_end - s_beg >= 2 ? c * (w_at / (double)W) : 0.0;
+        /* the items already held go to the open parts (a compactor weight says
+         * little about how many equal s); s is counted exactly from now on */
+        at = 0.0;
         /* the compactors' estimate and its spread (each retained item of weight w
          * stands for w items somewhere near it: a variance of about w^2 / 4) */
         double w2 = 0.0;
@@ -299,7 +309,7 @@ static int split_interval(qs_kll *sk, uint32_t j, const double *items, const uin
         const double kll_left = w_left * scale, spread = 0.5 * sqrt(w2) * scale;
         /* the cubic, unless the compactors refute it */
         left = (c - at) * open_fraction(x, mass, K, j, s);
-        if (QS_BK_KLL_FRACTION || fabs(left - kll_left) > QS_BK_Z * spread) left = kll_left;
+        if (!(fabs(left - kll_left) <= QS_BK_Z * spread)) left = kll_left;
         /* clip the count below s to the compactors' guaranteed interval there */
         double before = 0.0;
         for (uint32_t i = 0; i < j; i++) before += (double)bk->open[i] + (double)bk->atom[i];
@@ -308,9 +318,8 @@ static int split_interval(qs_kll *sk, uint32_t j, const double *items, const uin
         if (left < lo_left) left = lo_left;
         if (left > hi_left) left = hi_left;
     }
-    uint64_t a = (uint64_t)llround(at < 0.0 ? 0.0 : (at > c ? c : at));
-    double rest = c - (double)a;
-    uint64_t l = (uint64_t)llround(left < 0.0 ? 0.0 : (left > rest ? rest : left));
+    const uint64_t a = round_count(at, bk->open[j]);
+    const uint64_t l = round_count(left, bk->open[j] - a);
     if (m == bk->cap) { /* make room: join the lightest pair (never j's own boundaries) */
         const int64_t i = lightest_join(bk, limit_base, (double)sk->n, 1);
         if (i < 0) return 0;
@@ -403,9 +412,7 @@ static void recut_add(const qs_kll *sk, const double *U, uint32_t u, double *x, 
                 lt = le = sk->n;
             } else {
                 const double c = (double)bk->open[j];
-                uint64_t part = (uint64_t)llround(c * open_fraction(x, mass, K, j, q));
-                if (part > bk->open[j]) part = bk->open[j];
-                lt = le = before_j + part;
+                lt = le = before_j + round_count(c * open_fraction(x, mass, K, j, q), bk->open[j]);
             }
         }
         if (lt < below_prev) lt = below_prev; /* rounding never runs backwards */

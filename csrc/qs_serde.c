@@ -228,6 +228,8 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
             expected = (uint64_t)(q - buf) + 4u;
         } else if (bk_m) {
             FAIL(QS_EFORMAT, "corrupt: bucket boundaries without a layer");
+        } else {
+            expected += 4u; /* the checksum */
         }
     }
     if (len < expected) FAIL(QS_EFORMAT, "truncated: fewer bytes than the header announces");

@@ -399,7 +399,7 @@ def normal_data():
 
 
 def test_default_estimator():
-    assert KLLSketch().estimator == "learned"
+    assert KLLSketch().estimator == "spline"
     for est in ESTIMATORS:
         assert KLLSketch(estimator=est).estimator == est
 
@@ -452,7 +452,7 @@ def test_estimator_survives_serialization_copies_and_merges(est, normal_data):
     assert len(a) == len(b)
     diff = [i for i in range(len(a)) if a[i] != b[i]]
     assert all(i == 10 or i >= len(a) - 4 for i in diff)
-    assert (a[10] != b[10]) == (est != "learned")
+    assert (a[10] != b[10]) == (est != "spline")
     # merging keeps the destination's default
     m = KLLSketch(64, seed=4, estimator="linear")
     m.update([1.0, 2.0])
@@ -477,7 +477,7 @@ def test_invalid_estimator(bad, normal_data):
                  lambda: s.cdf([0.0], estimator=bad), lambda: s.pmf([0.0], estimator=bad)):
         with pytest.raises(ValueError, match="estimator"):
             call()
-    assert s.to_bytes() == saved and s.estimator == "learned"
+    assert s.to_bytes() == saved and s.estimator == "spline"
 
 
 @pytest.mark.parametrize("limit", [0, 1, 5, 300, 2**20, np.int64(7), np.uint16(9), None])

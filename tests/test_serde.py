@@ -1,4 +1,4 @@
-"""The binary format (csrc/qs_serde.c, version 2; version 1 is still read):
+"""The binary format (csrc/qs_serde.c, version 3; versions 1 and 2 are still read):
 round trips, the header layout, corruption of every kind (truncation, bit
 flips, forged fields with a valid checksum) and the golden files of tests/data
 (see make_golden.py).
@@ -7,7 +7,9 @@ Version 2 differs from version 1 in two places: byte 11, reserved (0) in
 version 1, holds the highest level written by a compaction (0 iff the
 estimation flag is clear), and an exact-table section follows the retained
 items (u32 limit, u32 size T, T float64 values strictly increasing, T uint64
-counts) before the CRC32."""
+counts) before the CRC32.  Version 3 adds the accuracy layer's section after
+the table (u16 capacity, u16 boundaries B, B float64 boundaries, LEB128
+varints: next rebalance, B + 1 open counts, B boundary counts)."""
 
 import importlib.util
 import json
@@ -80,6 +82,28 @@ def parse(blob):
         end += 8 + 16 * size
     else:
         out.update(reserved=byte11)
+    out.update(buckets_at=end, bucket_cap=0, bucket_m=0, bucket_bytes=0)
+    if version >= 3:
+        cap, m = struct.unpack_from("<HH", blob, end)
+        pos = end + 4
+        counts = []
+        if cap:
+            bounds = np.frombuffer(blob, dtype="<f8", count=m, offset=pos)
+            pos += 8 * m
+            for _ in range(2 * m + 2):
+                value, shift = 0, 0
+                while True:
+                    byte = blob[pos]
+                    pos += 1
+                    value |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+                counts.append(value)
+            out.update(bucket_bounds=bounds, bucket_next=counts[0], bucket_open=counts[1:m + 2],
+                       bucket_atoms=counts[m + 2:])
+        out.update(bucket_cap=cap, bucket_m=m, bucket_bytes=pos - end)
+        end = pos
     (crc,) = struct.unpack_from("<I", blob, len(blob) - 4)
     out.update(crc=crc, length=end + 4)
     return out
@@ -199,9 +223,9 @@ def test_header_layout():
     s = SKETCHES["estimation"]
     blob = s.to_bytes()
     assert blob[:3] == b"QSK"
-    assert blob[3] == 2
+    assert blob[3] == 3
     h = parse(blob)
-    assert h["magic"] == b"QSK" and h["version"] == 2 and h["type"] == 1
+    assert h["magic"] == b"QSK" and h["version"] == 3 and h["type"] == 1
     assert h["flags"] & 2  # estimation mode
     assert h["flags"] & ~3 == 0
     assert h["k"] == s.k and h["m"] == 8
@@ -215,7 +239,11 @@ def test_header_layout():
     assert h["min"] == s.min and h["max"] == s.max
     # no exact table: limit and size 0
     assert h["table_limit"] == 0 == s.exact_limit and h["table_size"] == 0
-    assert len(blob) == h["length"] == HEADER + 4 * h["levels"] + 8 * h["retained"] + 8 + 4
+    assert len(blob) == h["length"] == HEADER + 4 * h["levels"] + 8 * h["retained"] + 8 + h["bucket_bytes"] + 4
+    # the accuracy layer: its counts add up to n
+    assert h["bucket_cap"] == s.buckets == 128 and 0 < h["bucket_m"] <= 128
+    assert sum(h["bucket_open"]) + sum(h["bucket_atoms"]) == s.n
+    assert list(h["bucket_bounds"]) == sorted(set(h["bucket_bounds"]))
     assert h["crc"] == zlib.crc32(blob[:-4]) & 0xFFFFFFFF
     np.testing.assert_array_equal(h["items"], np.concatenate(s._levels()))
     # weights of the levels add up to n
@@ -226,7 +254,7 @@ def test_header_layout_of_the_exact_table():
     s = SKETCHES["table"]
     blob = s.to_bytes()
     h = parse(blob)
-    assert h["version"] == 2 and h["flags"] & 2 == 0 and h["compacted"] == 0
+    assert h["version"] == 3 and h["flags"] & 2 == 0 and h["compacted"] == 0
     # the compactors are empty: one level, no items
     assert h["levels"] == 1 and h["sizes"] == [0] and h["retained"] == 0
     assert h["table_limit"] == s.exact_limit == 300
@@ -237,7 +265,7 @@ def test_header_layout_of_the_exact_table():
     np.testing.assert_array_equal(h["table_counts"], counts)
     assert int(h["table_counts"].sum()) == h["n"] == s.n
     assert h["min"] == 1.0 and h["max"] == 10.0
-    assert len(blob) == h["length"] == HEADER + 4 + 8 + 16 * 10 + 4
+    assert len(blob) == h["length"] == HEADER + 4 + 8 + 16 * 10 + h["bucket_bytes"] + 4
     assert h["crc"] == zlib.crc32(blob[:-4]) & 0xFFFFFFFF
     # weighted items in the table: their counts, whatever their size
     w = parse(SKETCHES["table_weighted"].to_bytes())
@@ -327,7 +355,7 @@ def test_appended_bytes_fail():
             KLLSketch.from_bytes(blob + tail)
 
 
-@pytest.mark.parametrize("version", [0, 3, 4, 255])
+@pytest.mark.parametrize("version", [0, 4, 255])
 def test_wrong_version_fails(version):
     blob = bytearray(SKETCHES["exact"].to_bytes())
     blob[3] = version
@@ -341,7 +369,7 @@ def test_version_1_header_on_version_2_bytes_fails(name):
     """Version 1 is a valid version, but it has no table section: a version 2
     body under a version 1 header fails on its length, checksum or not."""
     blob = SKETCHES[name].to_bytes()
-    assert blob[3] == 2
+    assert blob[3] == 3
     bad = bytearray(blob)
     bad[3] = 1
     for data in (bytes(bad), recrc(bad)):
@@ -483,6 +511,7 @@ def _forgeries():
     # level counts out of range, with a consistent length (and an empty table section)
     for levels in (0, 65, 255):
         b = bytearray(est[:HEADER])
+        b[3] = 2  # a version 2 body: no bucket section
         b[9] = levels
         b[11] = 0
         struct.pack_into("<I", b, 12, 0)
@@ -493,6 +522,7 @@ def _forgeries():
     one.update(1.0)
     for levels, n in ((64, 2**63), (64, 2**63 + 1)):
         b = bytearray(one.to_bytes()[:HEADER])
+        b[3] = 2  # a version 2 body: no bucket section
         b[9] = levels
         struct.pack_into("<I", b, 12, 2)
         struct.pack_into("<Q", b, 16, n)
@@ -525,6 +555,7 @@ def test_forged_but_consistent_sketch_is_usable(compacted):
     one.update(1.0)
     levels = 63
     b = bytearray(one.to_bytes()[:HEADER])
+    b[3] = 3
     b[5] = (2 if compacted else 0) | 1
     b[9] = levels
     b[11] = compacted
@@ -532,7 +563,8 @@ def test_forged_but_consistent_sketch_is_usable(compacted):
     struct.pack_into("<Q", b, 16, 2**62)
     sizes = [0] * levels
     sizes[62] = 1
-    b += struct.pack(f"<{levels}I", *sizes) + struct.pack("<d", 1.0) + struct.pack("<II", 0, 0) + b"\x00" * 4
+    b += struct.pack(f"<{levels}I", *sizes) + struct.pack("<d", 1.0) + struct.pack("<II", 0, 0)
+    b += struct.pack("<HH", 0, 0) + b"\x00" * 4  # no accuracy layer, then the checksum
     blob = recrc(b)
     s = KLLSketch.from_bytes(blob)
     assert s.to_bytes() == blob
@@ -667,25 +699,26 @@ def test_golden_file(name):
 
 
 @pytest.mark.parametrize("name", GOLDEN)
-def test_golden_v1_file_reencodes_as_version_2(name):
-    """The writer writes version 2: a decoded version 1 file re-encodes with
-    version byte 2, byte 11 set (version 1 did not record the compaction
-    level, so every level that holds items must count as compacted), and an
-    empty table section; everything else is the same bytes, and the result
-    round-trips."""
+def test_golden_v1_file_reencodes_as_version_3(name):
+    """The writer writes version 3: a decoded version 1 file re-encodes with
+    version byte 3, byte 11 set (version 1 did not record the compaction
+    level, so every level that holds items must count as compacted), an
+    empty table section and an empty bucket section (no accuracy layer);
+    everything else is the same bytes, and the result round-trips."""
     blob = (DATA / name).read_bytes()
     s = KLLSketch.from_bytes(blob)
     out = s.to_bytes()
     assert out != blob
     h1, h2 = parse(blob), parse(out)
-    assert h2["version"] == 2 and h1["version"] == 1
+    assert h2["version"] == 3 and h1["version"] == 1
     if s.is_estimation_mode:
         top = max(h for h, size in enumerate(h1["sizes"]) if size)
         assert top <= h2["compacted"] <= h1["levels"]
     else:
         assert h2["compacted"] == 0
     assert h2["table_limit"] == 0 and h2["table_size"] == 0
-    assert len(out) == len(blob) + 8
+    assert h2["bucket_cap"] == 0 == s.buckets and h2["bucket_bytes"] == 4
+    assert len(out) == len(blob) + 12
     assert out[:3] == blob[:3] and out[4:11] == blob[4:11]
     assert out[12:h2["table_at"]] == blob[12:len(blob) - 4]  # counts, extremes, state, levels, items
     t = KLLSketch.from_bytes(out)
@@ -696,7 +729,8 @@ def test_golden_v1_file_reencodes_as_version_2(name):
 @pytest.mark.parametrize("name", GOLDEN_V2)
 def test_golden_v2_file(name):
     """The version 2 files decode to their sidecar, with every estimator, and
-    re-encode bit for bit."""
+    re-encode bit for bit as version 3 (the same bytes, version byte 3 and an
+    empty bucket section: no accuracy layer)."""
     blob = (DATA / name).read_bytes()
     want = SIDECAR_V2["files"][name]
     recipe = want["recipe"]
@@ -706,7 +740,10 @@ def test_golden_v2_file(name):
     assert blob[11] == want["compacted_level"] and (blob[11] != 0) == want["is_estimation_mode"]
     s = KLLSketch.from_bytes(blob)
     s._check_invariants()
-    assert s.to_bytes() == blob  # bit for bit
+    assert s.buckets == 0
+    v3 = bytearray(blob[:-4]) + struct.pack("<HH", 0, 0)
+    v3[3] = 3
+    assert s.to_bytes() == recrc(v3 + b"\x00" * 4)  # bit for bit
     assert s.n == want["n"] == recipe["n"] and s.k == want["k"] == recipe["k"]
     assert s.nan_count == want["nan_count"]
     assert s.num_retained == want["num_retained"]

@@ -32,6 +32,8 @@ from qsketch.errors import SerializationError
 MIN_K = c.QS_KLL_MIN_K
 MAX_K = c.QS_KLL_MAX_K
 DEFAULT_K = c.QS_KLL_DEFAULT_K
+# Boundaries of the accuracy layer by default (docs/algorithm.md).
+DEFAULT_BUCKETS = 128
 
 # Scalar updates are staged here and handed to the C batch path this many at
 # a time: a Python-level update(x) then costs one append, and the staged items
@@ -42,7 +44,7 @@ cdef enum:
 # Bits of the "binding flags" byte of the C sketch, kept in the serialized form.
 cdef enum:
     FLAG_NAN_RAISE = 1
-    FLAG_ESTIMATOR_SHIFT = 1  # bits 1-2: index into ESTIMATORS (0, the default: learned)
+    FLAG_ESTIMATOR_SHIFT = 1  # bits 1-2: index into ESTIMATORS
     FLAG_ESTIMATOR_MASK = 6
 
 # Estimator names, in the order of their code in the binding flags, and the C
@@ -72,10 +74,12 @@ def _kll_from_bytes(data):
 
 
 cdef class KLLSketch:
-    """KLLSketch(k=200, *, seed=None, nan_policy="ignore")
+    """KLLSketch(k=200, *, seed=None, nan_policy="ignore", estimator="spline", exact_limit=None, buckets=128)
 
     A streaming quantile sketch: the KLL compactors of Karnin, Lang and
-    Liberty (2016), with the lazy compaction of Apache DataSketches.
+    Liberty (2016), with the lazy compaction of Apache DataSketches, plus an
+    accuracy layer of adaptive buckets with exact counts (docs/algorithm.md)
+    whose answers are clipped to the compactors' guaranteed interval.
 
     It summarizes a stream of float64 items in O(k log(n/k)) space and answers
     rank and quantile queries.  While nothing has been compacted (small
@@ -96,6 +100,18 @@ cdef class KLLSketch:
         "ignore" skips NaN items and counts them in ``nan_count``; "raise"
         rejects a call that holds a NaN with ValueError, leaving the sketch
         unchanged.  +-inf are ordinary items.
+    estimator : {"spline", "learned", "linear", "step"}
+        Default estimator of rank and quantile queries (each query may
+        override it).  "spline" answers from the accuracy layer, clipped to
+        KLL's guaranteed interval (on a sketch without the layer it is
+        "learned"); "learned" and "linear" interpolate between the retained
+        items (docs/interpolation.md); "step" is classic KLL.
+    exact_limit : int or None
+        Distinct values kept with exact counts before the compactors take
+        over (None: max(256, 1.5 k); 0 disables the exact mode).
+    buckets : int, default 128
+        Boundaries of the accuracy layer (0: no layer, the plain KLL sketch;
+        it costs about 12 bytes per boundary serialized).
 
     Notes
     -----
@@ -136,8 +152,8 @@ cdef class KLLSketch:
         if self._lock == NULL:
             raise MemoryError("cannot allocate a lock")
 
-    def __init__(self, k=DEFAULT_K, *, seed=None, nan_policy="ignore", estimator="learned",
-                 exact_limit=None, buckets=0):
+    def __init__(self, k=DEFAULT_K, *, seed=None, nan_policy="ignore", estimator="spline",
+                 exact_limit=None, buckets=DEFAULT_BUCKETS):
         cdef uint32_t kk = _validate.check_k(k, MIN_K, MAX_K)
         cdef uint64_t sd = _validate.check_seed(seed)
         policy = _validate.check_nan_policy(nan_policy)
@@ -545,14 +561,15 @@ cdef class KLLSketch:
 
     @property
     def estimator(self):
-        """The default estimator of rank and quantile queries: "learned",
-        "linear" or "step" (see docs/interpolation.md).
+        """The default estimator of rank and quantile queries: "spline",
+        "learned", "linear" or "step" (see docs/algorithm.md and
+        docs/interpolation.md).
 
         Examples
         --------
         >>> import qsketch
         >>> qsketch.KLLSketch().estimator, qsketch.KLLSketch(estimator="step").estimator
-        ('learned', 'step')
+        ('spline', 'step')
         """
         return ESTIMATORS[self._estimator]
 
@@ -614,8 +631,8 @@ cdef class KLLSketch:
 
         ``x`` may be a number (returns a float) or an array of any shape
         (returns an array of that shape).  NaN query values raise ValueError.
-        An empty sketch returns NaN.  ``estimator`` ("learned", "linear" or
-        "step") overrides the sketch's default for this call.
+        An empty sketch returns NaN.  ``estimator`` ("spline", "learned",
+        "linear" or "step") overrides the sketch's default for this call.
 
         Examples
         --------
