@@ -3421,11 +3421,93 @@ static void on_timeout(int sig)
     _exit(3);
 }
 
+/* The accuracy layer: every update path, merge (also with a sketch without
+ * the layer), copy and serde keep its counts adding up to n; spline ranks stay
+ * within the step estimate +- eps; a truncated bucket section is rejected. */
+static void test_buckets(void)
+{
+    rng_t r = {303};
+    const size_t N = 200000;
+    double *x = xmalloc(N * sizeof(double));
+    uint64_t *w = xmalloc(N * sizeof(uint64_t));
+    for (size_t i = 0; i < N; i++) {
+        x[i] = (i % 7 == 0) ? 0.25 : (runit(&r) - 0.5) * (1.0 + (double)(i % 1000));
+        w[i] = 1 + rbelow(&r, 9);
+    }
+    qs_kll *a = new_default_sketch(64, 1);
+    REQUIRE(a);
+    CHECK_ST(qs_kll_set_buckets(a, 48), QS_OK);
+    CHECK(qs_kll_buckets(a) == 48);
+    CHECK_ST(qs_kll_update_batch(a, x, N / 2, 0), QS_OK);
+    CHECK_INV(a);
+    for (size_t i = N / 2; i < N / 2 + 5000; i++) CHECK_ST(qs_kll_update(a, x[i], 0), QS_OK);
+    CHECK_ST(qs_kll_update_weighted(a, x + N / 2 + 5000, w, 3000, 0), QS_OK);
+    CHECK_INV(a);
+    CHECK(qs_kll_bucket_boundaries(a) > 8 && qs_kll_bucket_boundaries(a) <= 48);
+    CHECK_ST(qs_kll_set_buckets(a, 10), QS_EINVAL); /* only on an empty sketch */
+
+    /* spline ranks within the step estimate +- eps */
+    const double eps = qs_kll_normalized_rank_error(64, 0);
+    double q[64], spline[64], step[64];
+    for (int i = 0; i < 64; i++) q[i] = x[i * 97];
+    for (int inclusive = 0; inclusive < 2; inclusive++) {
+        CHECK_ST(qs_kll_rank_est(a, q, 64, inclusive, QS_EST_SPLINE, spline), QS_OK);
+        CHECK_ST(qs_kll_rank(a, q, 64, inclusive, step), QS_OK);
+        for (int i = 0; i < 64; i++) CHECK(fabs(spline[i] - step[i]) <= eps + 1e-12);
+    }
+    double p[5] = {0.0, 0.1, 0.5, 0.9, 1.0}, qq[5];
+    CHECK_ST(qs_kll_quantile_est(a, p, 5, 1, QS_EST_SPLINE, qq), QS_OK);
+    for (int i = 1; i < 5; i++) CHECK(qq[i - 1] <= qq[i]);
+
+    /* merge with a layered sketch, then with one without a layer */
+    qs_kll *b = new_default_sketch(64, 2);
+    REQUIRE(b);
+    CHECK_ST(qs_kll_set_buckets(b, 32), QS_OK);
+    CHECK_ST(qs_kll_update_batch(b, x + N / 2, N / 2, 0), QS_OK);
+    qs_kll *ab = copy_sketch(a);
+    REQUIRE(ab);
+    CHECK_ST(qs_kll_merge(ab, b), QS_OK);
+    CHECK_INV(ab);
+    CHECK(qs_kll_buckets(ab) == 32 && qs_kll_n(ab) == qs_kll_n(a) + qs_kll_n(b));
+
+    /* serde round trip, and every truncation of the bucket section fails */
+    bytes_t bytes = ser(ab);
+    qs_status st;
+    const char *msg;
+    qs_kll *d = deser(bytes.p, bytes.len, &st, &msg);
+    REQUIRE(d);
+    CHECK(same_state(ab, d));
+    CHECK_INV(d);
+    for (size_t cut = bytes.len - 40; cut < bytes.len; cut++) {
+        qs_kll *t = deser(bytes.p, cut, &st, &msg);
+        CHECK(t == NULL && st != QS_OK);
+        qs_kll_free(t);
+    }
+    free(bytes.p);
+
+    qs_kll *plain = new_default_sketch(64, 3);
+    REQUIRE(plain);
+    CHECK_ST(qs_kll_update_batch(plain, x, 1000, 0), QS_OK);
+    CHECK_ST(qs_kll_merge(ab, plain), QS_OK);
+    CHECK(qs_kll_buckets(ab) == 0);
+    CHECK_INV(ab);
+
+    qs_kll_free(a);
+    qs_kll_free(b);
+    qs_kll_free(ab);
+    qs_kll_free(d);
+    qs_kll_free(plain);
+    free(x);
+    free(w);
+}
+
+
 typedef void (*test_fn)(void);
 static const struct {
     const char *name;
     test_fn fn;
 } TESTS[] = {
+    {"buckets", test_buckets},
     {"sort_kernels_small", test_sort_kernels_small},
     {"sort_kernels_large", test_sort_kernels_large},
     {"sort_fallbacks", test_sort_fallbacks},
