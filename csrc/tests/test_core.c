@@ -2634,7 +2634,9 @@ static void test_serde_bad_headers(void)
     CHECK(swapped > 0);
     if (good.p[3] >= 2) { /* format 2: exact-table limit, size T, 16 T bytes */
         const size_t T = (size_t)good.p[at + 4] | ((size_t)good.p[at + 5] << 8);
-        CHECK(at + 8 + 16 * T + 4 == L);
+        /* format 3: then the bucket section, 4 bytes without a layer */
+        const size_t bk = good.p[3] >= 3 ? 4 : 0;
+        CHECK(at + 8 + 16 * T + bk + 4 == L);
     } else {
         CHECK(at + 4 == L);
     }
@@ -3238,7 +3240,7 @@ static void test_table_serde_corruption(void)
     free(good.p);
 }
 
-/* Format 1 (no table section) is still read. */
+/* Format 1 (no table section, no bucket section) is still read. */
 static void test_serde_format1(void)
 {
     rng_t r = {104};
@@ -3248,18 +3250,19 @@ static void test_serde_format1(void)
     fill_uniform(x, 50000, &r);
     CHECK_ST(qs_kll_update_batch(sk, x, 50000, 0), QS_OK);
     bytes_t b = ser(sk);
-    REQUIRE(b.p[3] >= 2);
-    /* drop the (empty) table section: limit 0, size 0 */
-    const size_t tail = b.len - 4 - 8;
-    CHECK(b.p[tail] == 0 && b.p[tail + 4] == 0);
-    uint8_t *v1 = xmalloc(b.len - 8);
+    REQUIRE(b.p[3] >= 3);
+    /* drop the (empty) table section, limit 0 and size 0, and the bucket
+     * section of a sketch without the layer, capacity 0 and size 0 */
+    const size_t tail = b.len - 4 - 4 - 8;
+    CHECK(b.p[tail] == 0 && b.p[tail + 4] == 0 && b.p[tail + 8] == 0 && b.p[tail + 10] == 0);
+    uint8_t *v1 = xmalloc(b.len - 12);
     memcpy(v1, b.p, tail);
     v1[3] = 1;
     v1[11] = 0; /* reserved in format 1 (format 2 keeps the compacted level there) */
-    put_crc(v1, b.len - 8);
+    put_crc(v1, b.len - 12);
     qs_status st;
     const char *msg;
-    qs_kll *d = deser(v1, b.len - 8, &st, &msg);
+    qs_kll *d = deser(v1, b.len - 12, &st, &msg);
     CHECKF(d != NULL, "format 1 bytes rejected: %s (%s)", status_name(st), msg ? msg : "?");
     if (d) {
         /* re-encoded in the current format: the original bytes, except byte 11
