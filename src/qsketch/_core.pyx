@@ -646,12 +646,14 @@ cdef class KLLSketch:
         cdef double q, r
         cdef qs_status st
         cdef int est = self._estimator_code(estimator)
+        cdef bint inc
         if PyFloat_Check(x) or PyLong_Check(x):
             q = x
             if q != q:
                 raise ValueError("query values must not be NaN")
+            inc = inclusive  # converted before the lock is taken: it may raise
             self._sync()
-            st = c.qs_kll_rank_est(self._sk, &q, 1, inclusive, est, &r)
+            st = c.qs_kll_rank_est(self._sk, &q, 1, inc, est, &r)
             self._release()
             if st != c.QS_OK:
                 raise _status_error(st, "rank()")
@@ -743,12 +745,14 @@ cdef class KLLSketch:
         cdef double pp, r
         cdef qs_status st
         cdef int est = self._estimator_code(estimator)
+        cdef bint inc
         if PyFloat_Check(p) or PyLong_Check(p):
             pp = p
             if not (0.0 <= pp <= 1.0):
                 raise ValueError(f"probabilities must lie in [0, 1]; got {p!r}")
+            inc = inclusive  # converted before the lock is taken: it may raise
             self._sync()
-            st = c.qs_kll_quantile_est(self._sk, &pp, 1, inclusive, est, &r)
+            st = c.qs_kll_quantile_est(self._sk, &pp, 1, inc, est, &r)
             self._release()
             if st != c.QS_OK:
                 raise _status_error(st, "quantile()")

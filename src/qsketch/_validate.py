@@ -18,6 +18,11 @@ _MAX_WEIGHT = float(2**64)
 
 
 def _numeric_array(values, what):
+    # raw bytes are text or a binary blob, never numbers (numpy would read a
+    # bytearray as uint8): refused like bytes, whatever wraps them
+    raw = values.obj if isinstance(values, memoryview) else values
+    if isinstance(raw, (bytes, bytearray)):
+        raise TypeError(f"{what} must be numbers; got {type(values).__name__} of raw bytes")
     try:
         arr = np.asarray(values)
     except (TypeError, ValueError) as exc:  # ragged nested sequences and the like
