@@ -162,6 +162,83 @@ void qs_bk_count(qs_buckets *bk, const double *x, size_t len)
     }
 }
 
+/*
+ * The bulk path's classification already placed each item between two of
+ * 255 splitters; only the boundaries between those two remain to be searched:
+ * a branch-free search of fixed depth over QS_BK_WINDOW - 1 of them (the
+ * boundaries past the array end read as +inf); a wider range, rare, takes the
+ * full search.  A fraction of the cost of searching all the boundaries.
+ */
+#define QS_BK_WINDOW 8
+void qs_bk_count_classified(qs_buckets *bk, const double *x, size_t len, const uint8_t *ids,
+                            const double *splitters)
+{
+    const uint32_t m = bk->m;
+    const double *b = bk->bound;
+    double *padded = malloc(((size_t)m + QS_BK_WINDOW) * sizeof(double));
+    if (!padded) { /* no room for the shortcut: the full search */
+        qs_bk_count(bk, x, len);
+        return;
+    }
+    memcpy(padded, b, (size_t)m * sizeof(double));
+    for (uint32_t i = m; i < m + QS_BK_WINDOW; i++) padded[i] = INFINITY;
+    /* An item x of bucket k has s[k-1] < x <= s[k]: every boundary <= s[k-1]
+     * is below it and none >= s[k] is, so the boundaries below x number
+     * first[k] = #(b <= s[k-1]) plus those of the next span = #(b < s[k]) -
+     * first[k] that are < x; the ones after them are >= s[k] >= x, so a search
+     * of the next QS_BK_WINDOW - 1 is exact whenever span < QS_BK_WINDOW. */
+    uint32_t first[256];
+    uint8_t wide[256];
+    uint32_t le_prev = 0; /* #(b <= s[k-1]), 0 for k = 0 */
+    for (uint32_t k = 0; k < 256; k++) {
+        uint32_t lt = m, le = m;
+        if (k < 255) {
+            lt = le = boundaries_below(b, m, splitters[k]);
+            if (le < m && b[le] == splitters[k]) le++;
+        }
+        first[k] = le_prev;
+        wide[k] = lt > le_prev && lt - le_prev >= QS_BK_WINDOW;
+        le_prev = le;
+    }
+    size_t i = 0;
+    /* eight items at a time: their searches are independent chains of loads
+     * that overlap instead of queueing */
+    for (; i + 8 <= len; i += 8) {
+        uint32_t j[8];
+        int any_wide = 0;
+        for (int l = 0; l < 8; l++) {
+            j[l] = first[ids[i + l]];
+            any_wide |= wide[ids[i + l]];
+        }
+        for (int l = 0; l < 8; l++) j[l] += padded[j[l] + 3] < x[i + l] ? 4 : 0;
+        for (int l = 0; l < 8; l++) j[l] += padded[j[l] + 1] < x[i + l] ? 2 : 0;
+        for (int l = 0; l < 8; l++) j[l] += padded[j[l]] < x[i + l] ? 1 : 0;
+        if (QS_UNLIKELY(any_wide))
+            for (int l = 0; l < 8; l++)
+                if (wide[ids[i + l]]) j[l] = boundaries_below(b, m, x[i + l]);
+        for (int l = 0; l < 8; l++) {
+            uint64_t *count = j[l] < m && padded[j[l]] == x[i + l] ? bk->atom : bk->open;
+            count[j[l]]++;
+        }
+    }
+    for (; i < len; i++) {
+        const double v = x[i];
+        const uint8_t k = ids[i];
+        uint32_t j;
+        if (QS_UNLIKELY(wide[k])) {
+            j = boundaries_below(b, m, v);
+        } else { /* +inf never counts as below v, so the padding is harmless */
+            j = first[k];
+            j += padded[j + 3] < v ? 4 : 0;
+            j += padded[j + 1] < v ? 2 : 0;
+            j += padded[j] < v ? 1 : 0;
+        }
+        if (j < m && b[j] == v) bk->atom[j]++;
+        else bk->open[j]++;
+    }
+    free(padded);
+}
+
 void qs_bk_count_weighted(qs_buckets *bk, const double *x, const uint64_t *w, size_t len)
 {
     const uint32_t m = bk->m;

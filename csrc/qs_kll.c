@@ -734,6 +734,11 @@ qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
 }
 
 uint32_t qs_kll_buckets(const qs_kll *sk) { return sk->bk.cap; }
+
+uint32_t qs_kll_default_buckets(uint32_t k)
+{
+    return 2 * k < QS_KLL_MAX_BUCKETS ? 2 * k : QS_KLL_MAX_BUCKETS;
+}
 uint32_t qs_kll_bucket_boundaries(const qs_kll *sk) { return sk->bk.m; }
 
 void qs_kll_bucket_layer(const qs_kll *sk, const double **bound, const uint64_t **open,
@@ -824,7 +829,9 @@ static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b)
     uint64_t rng = sk->rng;
     const size_t r = (size_t)(qs_rng_next(&rng) & (step - 1));
     for (uint32_t i = 0; i < S; i++) b->targets[i] = r + (size_t)i * step;
-    qs_select_many(b->chunk, c, b->targets, S, b->out, b->work, b->ids, b->rel);
+    double splitters[QS_SELECT_BUCKETS - 1];
+    const int classified = qs_select_many(b->chunk, c, b->targets, S, b->out, b->work, b->ids,
+                                          b->rel, sk->bk.cap ? splitters : NULL);
 
     const double *levels[QS_KLL_MAX_LEVELS];
     uint32_t sizes[QS_KLL_MAX_LEVELS];
@@ -842,6 +849,10 @@ static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b)
         return st;
     }
     if (level > sk->compacted) sk->compacted = (uint8_t)level; /* the chunk was halved up to level */
+    if (sk->bk.cap) { /* the chunk is a permutation of what it was; counted once it is in */
+        if (classified) qs_bk_count_classified(&sk->bk, b->chunk, c, b->ids, splitters);
+        else qs_bk_count(&sk->bk, b->chunk, c);
+    }
     return QS_OK;
 }
 
@@ -910,7 +921,6 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
             }
             st = ingest_chunk(sk, c, &scratch);
             if (st != QS_OK) break;
-            if (sk->bk.cap) qs_bk_count(&sk->bk, chunk, c); /* a permutation of it */
             note_range(sk, lo, hi);
             sk->n += c;
             sk->nan_count += nans;

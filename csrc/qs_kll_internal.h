@@ -132,6 +132,10 @@ void qs_bk_free(qs_buckets *bk);
 qs_status qs_bk_copy(qs_buckets *dst, const qs_buckets *src);
 void qs_bk_count(qs_buckets *bk, const double *x, size_t len);  /* no NaN in x */
 void qs_bk_count_weighted(qs_buckets *bk, const double *x, const uint64_t *w, size_t len);
+/* The same count for a chunk the bulk path has already classified: ids[i] is
+ * the bucket of x[i] among 255 splitters (qs_select_many). */
+void qs_bk_count_classified(qs_buckets *bk, const double *x, size_t len, const uint8_t *ids,
+                            const double *splitters);
 void qs_bk_rebalance(qs_kll *sk, int force); /* best effort: no error leaves it broken */
 /* The merged layer of dst and src into out (cap = the smaller cap); dst and
  * src unchanged. */

@@ -200,14 +200,19 @@ static inline void qs_eytzinger_fill(const double *sorted, double *tree, size_t 
  * with qs_multiselect.  Scratch: work[n] doubles, ids[n] bytes, rel[nt].
  * Duplicates and skewed data only make some buckets larger; qs_multiselect's
  * depth limit bounds the worst case.
+ *
+ * Returns 1 when it classified (then a is left as it was, ids[i] is the
+ * bucket of a[i], and splitters_out, if not NULL, receives the
+ * QS_SELECT_BUCKETS - 1 splitters: bucket b holds splitters[b-1] < x <=
+ * splitters[b]), 0 for a small n.
  */
-static inline void qs_select_many(double *a, size_t n, const size_t *t, size_t nt, double *out,
-                           double *work, uint8_t *ids, size_t *rel)
+static inline int qs_select_many(double *a, size_t n, const size_t *t, size_t nt, double *out,
+                                 double *work, uint8_t *ids, size_t *rel, double *splitters_out)
 {
     if (n < QS_SELECT_MIN_N) {
         qs_multiselect(a, n, t, nt);
         for (size_t i = 0; i < nt; i++) out[i] = a[t[i]];
-        return;
+        return 0;
     }
     double sample[QS_SELECT_SAMPLE];
     const size_t stride = n / QS_SELECT_SAMPLE;
@@ -216,6 +221,7 @@ static inline void qs_select_many(double *a, size_t n, const size_t *t, size_t n
     double splitters[QS_SELECT_BUCKETS - 1], tree[QS_SELECT_BUCKETS];
     for (size_t i = 0; i < QS_SELECT_BUCKETS - 1; i++)
         splitters[i] = sample[(i + 1) * (QS_SELECT_SAMPLE / QS_SELECT_BUCKETS) - 1];
+    if (splitters_out) memcpy(splitters_out, splitters, sizeof splitters);
     size_t next = 0;
     tree[0] = 0.0;
     qs_eytzinger_fill(splitters, tree, &next, 1, QS_SELECT_BUCKETS);
@@ -292,6 +298,7 @@ static inline void qs_select_many(double *a, size_t n, const size_t *t, size_t n
         for (size_t q = 0; q < m; q++) out[ti + q] = bucket[rel[q]];
         ti += m;
     }
+    return 1;
 }
 
 #endif /* QS_SORT_H */

@@ -241,7 +241,7 @@ def test_header_layout():
     assert h["table_limit"] == 0 == s.exact_limit and h["table_size"] == 0
     assert len(blob) == h["length"] == HEADER + 4 * h["levels"] + 8 * h["retained"] + 8 + h["bucket_bytes"] + 4
     # the accuracy layer: its counts add up to n
-    assert h["bucket_cap"] == s.buckets == 128 and 0 < h["bucket_m"] <= 128
+    assert h["bucket_cap"] == s.buckets == 2 * s.k and 0 < h["bucket_m"] <= 2 * s.k
     assert sum(h["bucket_open"]) + sum(h["bucket_atoms"]) == s.n
     assert list(h["bucket_bounds"]) == sorted(set(h["bucket_bounds"]))
     assert h["crc"] == zlib.crc32(blob[:-4]) & 0xFFFFFFFF

@@ -45,6 +45,7 @@
 
 #include "../qs_kll.h"
 #include "../qs_sort.h"
+#include "../qs_kll_internal.h"
 #include "../qs_crc32.h"
 
 /* ======================================================================== */
@@ -775,7 +776,7 @@ static int check_sort_case(const double *in, size_t n, const char *desc, rng_t *
         uint8_t *ids = xmalloc(n);
         size_t *rel = xmalloc(nt * sizeof(size_t));
         if (n) memcpy(a, in, n * sizeof(double));
-        qs_select_many(a, n, t, nt, out, work, ids, rel);
+        qs_select_many(a, n, t, nt, out, work, ids, rel, NULL);
         for (size_t i = 0; i < nt; i++) bad_many += !(out[i] == ref[t[i]]);
         if (perm_many) perm_many = is_permutation_of(a, in, n);
         free(out);
@@ -3505,12 +3506,69 @@ static void test_buckets(void)
 }
 
 
+/* Counting a classified chunk (qs_bk_count_classified, the bulk path's) gives
+ * exactly the counts of the full search (qs_bk_count), for layers from empty
+ * to dense, items equal to boundaries and to splitters, and ties. */
+static void test_bucket_count_classified(void)
+{
+    rng_t r = {404};
+    const size_t N = 40000;
+    double *x = xmalloc(N * sizeof(double)), *work = xmalloc((N + 1) * sizeof(double));
+    uint8_t *ids = xmalloc(N);
+    size_t t[4] = {0, 100, 20000, N - 1}, rel[4];
+    double out[4], splitters[QS_SELECT_BUCKETS - 1];
+    const uint32_t sizes[] = {0, 1, 2, 5, 64, 300, 1000};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const uint32_t m = sizes[si];
+        for (int kind = 0; kind < 3; kind++) {
+            for (size_t i = 0; i < N; i++) {
+                const double u = runit(&r);
+                x[i] = kind == 0 ? u : (kind == 1 ? (double)rbelow(&r, 50) : u * u * u);
+            }
+            qs_buckets a, b;
+            memset(&a, 0, sizeof a);
+            memset(&b, 0, sizeof b);
+            REQUIRE(qs_bk_init(&a, m ? m : 1) == QS_OK && qs_bk_init(&b, m ? m : 1) == QS_OK);
+            /* boundaries: some of them data values (ties), strictly increasing */
+            for (uint32_t i = 0; i < m; i++)
+                a.bound[i] = b.bound[i] = kind == 1 ? (double)i * 50.0 / m : (double)(i + 1) / (m + 1);
+            if (kind == 1) { /* dedupe the integer boundaries */
+                uint32_t u = 0;
+                for (uint32_t i = 0; i < m; i++)
+                    if (u == 0 || a.bound[u - 1] < a.bound[i]) a.bound[u] = b.bound[u] = a.bound[i], u++;
+                a.m = b.m = u;
+            } else {
+                a.m = b.m = m;
+            }
+            if (m > 0) x[7] = a.bound[0], x[8] = a.bound[a.m - 1];
+            x[9] = INFINITY; /* +inf items beside the +inf padding of the window */
+            x[10] = -INFINITY;
+            x[N - 1] = INFINITY;
+            const int classified = qs_select_many(x, N, t, 4, out, work, ids, rel, splitters);
+            CHECK(classified == 1);
+            qs_bk_count(&a, x, N);
+            qs_bk_count_classified(&b, x, N, ids, splitters);
+            size_t diff = 0;
+            for (uint32_t i = 0; i <= a.m; i++) diff += a.open[i] != b.open[i];
+            for (uint32_t i = 0; i < a.m; i++) diff += a.atom[i] != b.atom[i];
+            CHECKF(diff == 0, "m=%u kind=%d: %zu counts differ", a.m, kind, diff);
+            qs_bk_free(&a);
+            qs_bk_free(&b);
+        }
+    }
+    free(x);
+    free(work);
+    free(ids);
+}
+
+
 typedef void (*test_fn)(void);
 static const struct {
     const char *name;
     test_fn fn;
 } TESTS[] = {
     {"buckets", test_buckets},
+    {"bucket_count_classified", test_bucket_count_classified},
     {"sort_kernels_small", test_sort_kernels_small},
     {"sort_kernels_large", test_sort_kernels_large},
     {"sort_fallbacks", test_sort_fallbacks},

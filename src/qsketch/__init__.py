@@ -7,7 +7,7 @@
 (49.0, 0.5)
 """
 
-from qsketch._core import DEFAULT_BUCKETS, DEFAULT_K, MAX_K, MIN_K, KLLSketch
+from qsketch._core import DEFAULT_K, MAX_K, MIN_K, KLLSketch
 from qsketch.errors import QSketchError, SerializationError
 from qsketch.sketch import merge_all
 from qsketch.datasketches_format import from_datasketches, to_datasketches
@@ -22,7 +22,6 @@ __all__ = [
     "QSketchError",
     "SerializationError",
     "DEFAULT_K",
-    "DEFAULT_BUCKETS",
     "MIN_K",
     "MAX_K",
     "__version__",

@@ -48,6 +48,7 @@ cdef extern from "qs_kll.h" nogil:
     uint32_t qs_kll_exact_limit(const qs_kll *sk)
     qs_status qs_kll_set_buckets(qs_kll *sk, uint32_t buckets)
     uint32_t qs_kll_buckets(const qs_kll *sk)
+    uint32_t qs_kll_default_buckets(uint32_t k)
     uint32_t qs_kll_bucket_boundaries(const qs_kll *sk)
     void qs_kll_bucket_layer(const qs_kll *sk, const double **bound, const uint64_t **open,
                              const uint64_t **atom, uint32_t *m)

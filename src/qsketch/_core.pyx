@@ -32,8 +32,6 @@ from qsketch.errors import SerializationError
 MIN_K = c.QS_KLL_MIN_K
 MAX_K = c.QS_KLL_MAX_K
 DEFAULT_K = c.QS_KLL_DEFAULT_K
-# Boundaries of the accuracy layer by default (docs/algorithm.md).
-DEFAULT_BUCKETS = 128
 
 # Scalar updates are staged here and handed to the C batch path this many at
 # a time: a Python-level update(x) then costs one append, and the staged items
@@ -74,7 +72,7 @@ def _kll_from_bytes(data):
 
 
 cdef class KLLSketch:
-    """KLLSketch(k=200, *, seed=None, nan_policy="ignore", estimator="spline", exact_limit=None, buckets=128)
+    """KLLSketch(k=200, *, seed=None, nan_policy="ignore", estimator="spline", exact_limit=None, buckets=None)
 
     A streaming quantile sketch: the KLL compactors of Karnin, Lang and
     Liberty (2016), with the lazy compaction of Apache DataSketches, plus an
@@ -109,9 +107,10 @@ cdef class KLLSketch:
     exact_limit : int or None
         Distinct values kept with exact counts before the compactors take
         over (None: max(256, 1.5 k); 0 disables the exact mode).
-    buckets : int, default 128
-        Boundaries of the accuracy layer (0: no layer, the plain KLL sketch;
-        it costs about 12 bytes per boundary serialized).
+    buckets : int or None
+        Boundaries of the accuracy layer (None: 2 k, 400 at the default k;
+        0: no layer, the plain KLL sketch).  A boundary costs about 11 bytes
+        serialized.
 
     Notes
     -----
@@ -153,14 +152,15 @@ cdef class KLLSketch:
             raise MemoryError("cannot allocate a lock")
 
     def __init__(self, k=DEFAULT_K, *, seed=None, nan_policy="ignore", estimator="spline",
-                 exact_limit=None, buckets=DEFAULT_BUCKETS):
+                 exact_limit=None, buckets=None):
         cdef uint32_t kk = _validate.check_k(k, MIN_K, MAX_K)
         cdef uint64_t sd = _validate.check_seed(seed)
         policy = _validate.check_nan_policy(nan_policy)
         cdef int est = _validate.check_estimator(estimator, ESTIMATORS)
         cdef uint32_t limit = (c.qs_kll_default_exact_limit(kk) if exact_limit is None
                                else _validate.check_exact_limit(exact_limit, c.QS_KLL_MAX_EXACT_LIMIT))
-        cdef uint32_t nb = _validate.check_buckets(buckets, c.QS_KLL_MAX_BUCKETS)
+        cdef uint32_t nb = (c.qs_kll_default_buckets(kk) if buckets is None
+                            else _validate.check_buckets(buckets, c.QS_KLL_MAX_BUCKETS))
         cdef qs_status st
         cdef qs_kll *sk = c.qs_kll_new(kk, sd, &st)
         if sk == NULL:
@@ -609,8 +609,8 @@ cdef class KLLSketch:
         Examples
         --------
         >>> import qsketch
-        >>> qsketch.KLLSketch(buckets=128).buckets, qsketch.KLLSketch(buckets=0).buckets
-        (128, 0)
+        >>> qsketch.KLLSketch(k=100).buckets, qsketch.KLLSketch(buckets=0).buckets
+        (200, 0)
         """
         self._sync()
         try:

@@ -140,7 +140,7 @@ def check_estimator(estimator, names):
 
 def check_buckets(buckets, maximum):
     if isinstance(buckets, bool) or not isinstance(buckets, (int, np.integer)):
-        raise TypeError(f"buckets must be a non-negative integer; got {type(buckets).__name__}")
+        raise TypeError(f"buckets must be a non-negative integer or None; got {type(buckets).__name__}")
     if not 0 <= buckets <= maximum:
         raise ValueError(f"buckets must be in [0, {maximum}]; got {buckets}")
     return int(buckets)
