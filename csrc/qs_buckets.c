@@ -13,7 +13,8 @@
  * small (while the compactors are still exact, they cost nothing), so the
  * relative error at the boundaries shrinks as n grows.
  *
- * Rebalancing (every n/64 items): an interval holding more than its limit,
+ * Rebalancing (every n/64 items, and whenever an interval is found over its
+ * limit after a batch or a chunk of one): an interval holding more than its limit,
  * TAU (pi/2) n / (cap + 1) shrunk towards the tails by 2 sqrt(r (1 - r)) at
  * its rank r (t-digest's scale function), is split
  *   - where: at the weighted median of the retained items inside it (a data
@@ -417,10 +418,26 @@ static int split_interval(qs_kll *sk, uint32_t j, const double *items, const uin
     return 1;
 }
 
-void qs_bk_rebalance(qs_kll *sk, int force)
+/* Whether some interval holds more than its limit (an O(m) pass). */
+static int over_limit(const qs_kll *sk)
+{
+    const qs_buckets *bk = &sk->bk;
+    const double n = (double)sk->n, base = layer_base(n, bk->cap);
+    double before = 0.0;
+    for (uint32_t j = 0; j <= bk->m; j++) {
+        const double c = (double)bk->open[j];
+        if (c > interval_limit(base, (before + 0.5 * c) / n)) return 1;
+        before += c + (j < bk->m ? (double)bk->atom[j] : 0.0);
+    }
+    return 0;
+}
+
+void qs_bk_rebalance(qs_kll *sk, int mode)
 {
     qs_buckets *bk = &sk->bk;
-    if (!bk->cap || sk->n == 0 || (!force && sk->n < bk->next_check)) return;
+    if (!bk->cap || sk->n == 0) return;
+    if (mode == QS_BK_SCHEDULED && sk->n < bk->next_check) return;
+    if (mode == QS_BK_CHECK && sk->n < bk->next_check && !over_limit(sk)) return;
     const uint64_t step = sk->n / 64 > 16 ? sk->n / 64 : 16;
     bk->next_check = sk->n + step;
     const double n = (double)sk->n;

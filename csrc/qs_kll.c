@@ -393,7 +393,7 @@ qs_status qs_kll_update(qs_kll *sk, double x, int nan_raise)
     qs_invalidate(sk);
     if (sk->bk.cap) {
         qs_bk_count(&sk->bk, &x, 1);
-        qs_bk_rebalance(sk, 0);
+        qs_bk_rebalance(sk, QS_BK_SCHEDULED);
     }
     return QS_OK;
 }
@@ -729,7 +729,7 @@ qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
     qs_bk_free(&dst->bk);
     dst->bk = merged;
     qs_invalidate(dst);
-    qs_bk_rebalance(dst, 1);
+    qs_bk_rebalance(dst, QS_BK_FORCE);
     return QS_OK;
 }
 
@@ -885,7 +885,7 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
         if (sk->bk.cap) {
             qs_bk_count(&sk->bk, &v, 1);
             qs_invalidate(sk);
-            qs_bk_rebalance(sk, 0);
+            qs_bk_rebalance(sk, QS_BK_SCHEDULED);
         }
     }
     while (i < len) {
@@ -927,7 +927,7 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
             i = j;
             if (sk->bk.cap) {
                 qs_invalidate(sk);
-                qs_bk_rebalance(sk, 0);
+                qs_bk_rebalance(sk, QS_BK_CHECK);
             }
         } else {
             /* item by item, re-checking for the bulk path every QS_CHUNK_MIN items */
@@ -947,12 +947,13 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
             if (st != QS_OK) break;
             if (sk->bk.cap) {
                 qs_invalidate(sk);
-                qs_bk_rebalance(sk, 0);
+                qs_bk_rebalance(sk, QS_BK_CHECK);
             }
         }
     }
     bulk_scratch_free(&scratch);
     qs_invalidate(sk);
+    if (st == QS_OK && sk->bk.cap) qs_bk_rebalance(sk, QS_BK_CHECK); /* no interval left over its limit */
     return st;
 }
 
@@ -990,7 +991,7 @@ qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *w,
         if (sk->bk.cap) {
             qs_bk_count_weighted(&sk->bk, x + i, w + i, 1);
             qs_invalidate(sk);
-            qs_bk_rebalance(sk, 0);
+            qs_bk_rebalance(sk, QS_BK_SCHEDULED);
         }
     }
     for (size_t start = i; start < len && st == QS_OK; start += QS_WEIGHTED_BLOCK) {
@@ -1014,7 +1015,7 @@ qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *w,
         if (sk->bk.cap) {
             qs_bk_count_weighted(&sk->bk, x + start, w + start, end - start);
             qs_invalidate(sk);
-            qs_bk_rebalance(sk, 0);
+            qs_bk_rebalance(sk, QS_BK_CHECK);
         }
     }
     qs_invalidate(sk);
