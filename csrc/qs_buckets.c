@@ -13,8 +13,9 @@
  * small (while the compactors are still exact, they cost nothing), so the
  * relative error at the boundaries shrinks as n grows.
  *
- * Rebalancing (every n/64 items, and whenever an interval is found over its
- * limit after a batch or a chunk of one): an interval holding more than its limit,
+ * Rebalancing (looked at after every chunk, batch or item, at most once per
+ * n/512 items; an O(m) pass unless an interval is over its limit): an
+ * interval holding more than its limit,
  * TAU (pi/2) n / (cap + 1) shrunk towards the tails by 2 sqrt(r (1 - r)) at
  * its rank r (t-digest's scale function), is split
  *   - where: at the weighted median of the retained items inside it (a data
@@ -302,6 +303,19 @@ static double open_fraction(const double *x, const double *mass, uint32_t K, uin
     return hermite(value_fraction(x[j], x[j + 1], s), sa, sb);
 }
 
+/* open_fraction from the layer itself: only the knots j - 1 .. j + 2 matter. */
+static double local_fraction(const qs_kll *sk, uint32_t j, double s)
+{
+    const qs_buckets *bk = &sk->bk;
+    const uint32_t m = bk->m, t0 = j > 0 ? j - 1 : 0, t1 = j + 2 <= m + 1 ? j + 2 : m + 1;
+    double x[4], mass[3];
+    for (uint32_t t = t0; t <= t1; t++) {
+        x[t - t0] = t == 0 ? sk->min : (t == m + 1 ? sk->max : bk->bound[t - 1]);
+        if (t < t1) mass[t - t0] = (double)bk->open[t];
+    }
+    return open_fraction(x, mass, t1 - t0 + 1, j - t0, s);
+}
+
 /* Join boundary i into one interval with its neighbours (exact). */
 static void join_at(qs_buckets *bk, uint32_t i)
 {
@@ -314,16 +328,18 @@ static void join_at(qs_buckets *bk, uint32_t i)
 
 /*
  * The boundary whose removal makes the interval lightest relative to its
- * limit; -1 if must_fit and every such interval would exceed its limit.
+ * limit, other than interval keep's own (-1: none to keep); -1 if must_fit
+ * and every such interval would exceed its limit.
  */
-static int64_t lightest_join(const qs_buckets *bk, double base, double n, int must_fit)
+static int64_t lightest_join(const qs_buckets *bk, double base, double n, int must_fit, int64_t keep)
 {
     int64_t best = -1;
     double best_load = must_fit ? 1.0 : INFINITY, before = 0.0;
     for (uint32_t i = 0; i < bk->m; i++) {
         const double mass = (double)bk->open[i] + (double)bk->atom[i] + (double)bk->open[i + 1];
         const double load = mass / interval_limit(base, (before + 0.5 * mass) / n);
-        if (load <= best_load) {
+        /* never the boundaries of interval `keep`, the one being split */
+        if (load <= best_load && (int64_t)i != keep && (int64_t)i != keep - 1) {
             best_load = load;
             best = i;
         }
@@ -344,19 +360,21 @@ static uint32_t first_above(const double *a, uint32_t lo, uint32_t hi, double x,
 }
 
 /*
- * Split interval j at the weighted median of the retained items inside it.
- * 0 when it cannot (no retained item inside, or no room).
+ * Split interval j (with `before` items below it) at the weighted median of
+ * the retained items inside it.  Returns the index of its left part (j, or
+ * j - 1 when room was made below it), -1 when it cannot (no retained item
+ * inside, or no room).
  */
-static int split_interval(qs_kll *sk, uint32_t j, const double *items, const uint64_t *cum,
-                          uint32_t R, double limit_base, double eps_n, double *x, double *mass)
+static int64_t split_interval(qs_kll *sk, uint32_t j, const double *items, const uint64_t *cum,
+                              uint32_t R, double limit_base, double eps_n, double before)
 {
     qs_buckets *bk = &sk->bk;
-    const uint32_t m = bk->m, K = m + 2;
-    const double lo = x[j], hi = x[j + 1];
+    const uint32_t m = bk->m;
+    const double lo = j == 0 ? sk->min : bk->bound[j - 1], hi = j == m ? sk->max : bk->bound[j];
     /* retained items in the interval: (lo, hi), the first one from min, the last one to max */
     const uint32_t ia = first_above(items, 0, R, lo, j > 0);
     const uint32_t ib = first_above(items, ia, R, hi, j == m);
-    if (ia >= ib) return 0;
+    if (ia >= ib) return -1;
     const uint64_t base = ia ? cum[ia - 1] : 0, W = cum[ib - 1] - base;
     /* the first retained item reaching half of the interval's retained weight */
     uint32_t lo_i = ia, hi_i = ib - 1;
@@ -388,11 +406,9 @@ static int split_interval(qs_kll *sk, uint32_t j, const double *items, const uin
         const double rest_w = (double)W - w_at, scale = (c - at) / (rest_w > 0.0 ? rest_w : 1.0);
         const double kll_left = w_left * scale, spread = 0.5 * sqrt(w2) * scale;
         /* the cubic, unless the compactors refute it */
-        left = (c - at) * open_fraction(x, mass, K, j, s);
+        left = (c - at) * local_fraction(sk, j, s);
         if (!(fabs(left - kll_left) <= QS_BK_Z * spread)) left = kll_left;
         /* clip the count below s to the compactors' guaranteed interval there */
-        double before = 0.0;
-        for (uint32_t i = 0; i < j; i++) before += (double)bk->open[i] + (double)bk->atom[i];
         const double step_below = (double)(s_beg ? cum[s_beg - 1] : 0);
         const double lo_left = step_below - eps_n - before, hi_left = step_below + eps_n - before;
         if (left < lo_left) left = lo_left;
@@ -401,8 +417,8 @@ static int split_interval(qs_kll *sk, uint32_t j, const double *items, const uin
     const uint64_t a = round_count(at, bk->open[j]);
     const uint64_t l = round_count(left, bk->open[j] - a);
     if (m == bk->cap) { /* make room: join the lightest pair (never j's own boundaries) */
-        const int64_t i = lightest_join(bk, limit_base, (double)sk->n, 1);
-        if (i < 0) return 0;
+        const int64_t i = lightest_join(bk, limit_base, (double)sk->n, 1, j);
+        if (i < 0) return -1;
         join_at(bk, (uint32_t)i);
         if ((uint32_t)i < j) j--;
     }
@@ -415,7 +431,7 @@ static int split_interval(qs_kll *sk, uint32_t j, const double *items, const uin
     bk->open[j] = l;
     bk->open[j + 1] = total - a - l;
     bk->m++;
-    return 1;
+    return j; /* the left part's index */
 }
 
 /* Whether some interval holds more than its limit (an O(m) pass). */
@@ -436,10 +452,11 @@ void qs_bk_rebalance(qs_kll *sk, int mode)
 {
     qs_buckets *bk = &sk->bk;
     if (!bk->cap || sk->n == 0) return;
-    if (mode == QS_BK_SCHEDULED && sk->n < bk->next_check) return;
-    if (mode == QS_BK_CHECK && sk->n < bk->next_check && !over_limit(sk)) return;
-    const uint64_t step = sk->n / 64 > 16 ? sk->n / 64 : 16;
-    bk->next_check = sk->n + step;
+    if (mode != QS_BK_FORCE && sk->n < bk->next_check) return;
+    /* checked again after n/512 more items: an interval that cannot be split
+     * yet (no retained item inside, no room) costs one O(m) pass per check */
+    bk->next_check = sk->n + (sk->n / 512 > 64 ? sk->n / 512 : 64);
+    if (mode != QS_BK_FORCE && !over_limit(sk)) return;
     const double n = (double)sk->n;
     const double base = layer_base(n, bk->cap);
     const double *items;
@@ -447,30 +464,24 @@ void qs_bk_rebalance(qs_kll *sk, int mode)
     uint32_t R;
     if (qs_kll_sorted_view(sk, &items, &cum, &R) != QS_OK || R == 0) return;
     const double eps_n = qs_kll_normalized_rank_error(sk->k, 0) * n;
-    double *x = malloc(((size_t)bk->cap + 2) * sizeof(double));
-    double *mass = malloc(((size_t)bk->cap + 1) * sizeof(double));
-    if (!x || !mass) goto done;
     int changed = 0;
-    for (uint32_t rounds = 0; rounds < 4 * bk->cap + 16; rounds++) {
-        int progress = 0;
-        double before = 0.0;
-        for (uint32_t j = 0; j <= bk->m; j++) {
-            const double c = (double)bk->open[j];
-            const double limit = interval_limit(base, (before + 0.5 * c) / n);
-            before += c + (j < bk->m ? (double)bk->atom[j] : 0.0);
-            if (c <= limit) continue;
-            layer_knots(bk, sk->min, sk->max, x, mass);
-            if (split_interval(sk, j, items, cum, R, base, eps_n, x, mass)) {
-                progress = changed = 1;
-                break; /* indices moved: scan again */
+    uint32_t budget = 4 * bk->cap + 16; /* splits per rebalance */
+    double before = 0.0; /* items below interval j */
+    for (uint32_t j = 0; j <= bk->m;) {
+        const double c = (double)bk->open[j];
+        if (budget && c > interval_limit(base, (before + 0.5 * c) / n)) {
+            const int64_t left = split_interval(sk, j, items, cum, R, base, eps_n, before);
+            if (left >= 0) { /* the items below its left part are the same: check that part again */
+                j = (uint32_t)left;
+                budget--;
+                changed = 1;
+                continue;
             }
         }
-        if (!progress) break;
+        before += c + (j < bk->m ? (double)bk->atom[j] : 0.0);
+        j++;
     }
     if (changed) qs_invalidate(sk);
-done:
-    free(x);
-    free(mass);
 }
 
 /*
@@ -547,7 +558,7 @@ qs_status qs_bk_merged(const qs_kll *dst, const qs_kll *src, qs_buckets *out)
     qs_buckets tmp = {umax ? umax : 1, u, U, open, atom, 0};
     const double n = (double)dst->n + (double)src->n;
     const double base = layer_base(n, cap);
-    while (tmp.m > cap) join_at(&tmp, (uint32_t)lightest_join(&tmp, base, n, 0));
+    while (tmp.m > cap) join_at(&tmp, (uint32_t)lightest_join(&tmp, base, n, 0, -1));
     st = qs_bk_init(out, cap);
     if (st != QS_OK) goto fail;
     out->m = tmp.m;

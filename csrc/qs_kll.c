@@ -393,7 +393,7 @@ qs_status qs_kll_update(qs_kll *sk, double x, int nan_raise)
     qs_invalidate(sk);
     if (sk->bk.cap) {
         qs_bk_count(&sk->bk, &x, 1);
-        qs_bk_rebalance(sk, QS_BK_SCHEDULED);
+        qs_bk_rebalance(sk, QS_BK_CHECK);
     }
     return QS_OK;
 }
@@ -737,7 +737,7 @@ uint32_t qs_kll_buckets(const qs_kll *sk) { return sk->bk.cap; }
 
 uint32_t qs_kll_default_buckets(uint32_t k)
 {
-    return 2 * k < QS_KLL_MAX_BUCKETS ? 2 * k : QS_KLL_MAX_BUCKETS;
+    return 2 * k < QS_KLL_DEFAULT_BUCKETS_MAX ? 2 * k : QS_KLL_DEFAULT_BUCKETS_MAX;
 }
 uint32_t qs_kll_bucket_boundaries(const qs_kll *sk) { return sk->bk.m; }
 
@@ -885,7 +885,7 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
         if (sk->bk.cap) {
             qs_bk_count(&sk->bk, &v, 1);
             qs_invalidate(sk);
-            qs_bk_rebalance(sk, QS_BK_SCHEDULED);
+            qs_bk_rebalance(sk, QS_BK_CHECK);
         }
     }
     while (i < len) {
@@ -991,7 +991,7 @@ qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *w,
         if (sk->bk.cap) {
             qs_bk_count_weighted(&sk->bk, x + i, w + i, 1);
             qs_invalidate(sk);
-            qs_bk_rebalance(sk, QS_BK_SCHEDULED);
+            qs_bk_rebalance(sk, QS_BK_CHECK);
         }
     }
     for (size_t start = i; start < len && st == QS_OK; start += QS_WEIGHTED_BLOCK) {

@@ -79,9 +79,12 @@ uint32_t qs_kll_exact_limit(const qs_kll *sk); /* 0 once the compactors took ove
  * (QS_EINVAL otherwise).  A merge keeps the layer only if both sides have it,
  * with the smaller number of boundaries. */
 qs_status qs_kll_set_buckets(qs_kll *sk, uint32_t buckets);
-/* The binding's default: 2 k (at most QS_KLL_MAX_BUCKETS), the split of a
- * sketch's bytes between compactors and buckets that measured best across
- * smooth, real and adversarial streams (docs/algorithm.md). */
+/* The binding's default: 2 k, the split of a sketch's bytes between
+ * compactors and buckets that measured best across smooth, real and
+ * adversarial streams (docs/algorithm.md); at most 4096, where the layer's
+ * error is already far below the compactors' and its O(boundaries) checks
+ * would start to cost. */
+#define QS_KLL_DEFAULT_BUCKETS_MAX 4096
 uint32_t qs_kll_default_buckets(uint32_t k);
 uint32_t qs_kll_buckets(const qs_kll *sk);
 uint32_t qs_kll_bucket_boundaries(const qs_kll *sk); /* boundaries in use */

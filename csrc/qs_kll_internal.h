@@ -136,10 +136,10 @@ void qs_bk_count_weighted(qs_buckets *bk, const double *x, const uint64_t *w, si
  * the bucket of x[i] among 255 splitters (qs_select_many). */
 void qs_bk_count_classified(qs_buckets *bk, const double *x, size_t len, const uint8_t *ids,
                             const double *splitters);
-/* Rebalance the layer (best effort: no error leaves it broken): on schedule
- * (every n/64 items), also whenever an interval is over its limit (an O(m)
- * check: after a chunk or a block of a batch, not per item), or now. */
-enum { QS_BK_SCHEDULED = 0, QS_BK_CHECK = 1, QS_BK_FORCE = 2 };
+/* Rebalance the layer (best effort: no error leaves it broken): QS_BK_CHECK
+ * splits the intervals over their limits, looking at most once per n/512
+ * items (an O(m) pass); QS_BK_FORCE now. */
+enum { QS_BK_CHECK = 1, QS_BK_FORCE = 2 };
 void qs_bk_rebalance(qs_kll *sk, int mode);
 /* The merged layer of dst and src into out (cap = the smaller cap); dst and
  * src unchanged. */

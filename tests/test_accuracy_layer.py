@@ -81,7 +81,8 @@ def assert_clipped(s, q):
 def test_defaults():
     s = KLLSketch()
     assert s.buckets == 400 == 2 * s.k and s.estimator == "spline"
-    assert KLLSketch(8).buckets == 16 and KLLSketch(65535).buckets == 65535
+    assert KLLSketch(8).buckets == 16 and KLLSketch(65535).buckets == 4096
+    assert KLLSketch(65535, buckets=65535).buckets == 65535
     assert KLLSketch(100, buckets=None).buckets == 200
     assert KLLSketch(buckets=0).buckets == 0
     assert s._buckets()[0].size == 0 and KLLSketch(buckets=0)._buckets() is None

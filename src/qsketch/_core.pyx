@@ -108,7 +108,7 @@ cdef class KLLSketch:
         Distinct values kept with exact counts before the compactors take
         over (None: max(256, 1.5 k); 0 disables the exact mode).
     buckets : int or None
-        Boundaries of the accuracy layer (None: 2 k, 400 at the default k;
+        Boundaries of the accuracy layer (None: 2 k, at most 4096; 400 at the default k;
         0: no layer, the plain KLL sketch).  A boundary costs about 11 bytes
         serialized.
 
