@@ -397,11 +397,13 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, const double *items, const
          * little about how many equal s); s is counted exactly from now on */
         at = 0.0;
         /* the compactors' estimate and its spread (each retained item of weight w
-         * stands for w items somewhere near it: a variance of about w^2 / 4) */
+         * stands for w items somewhere near it: a variance of about w^2 / 4;
+         * items of level 0 and weighted items above every compaction are exact) */
         double w2 = 0.0;
+        const double sampled = ldexp(1.0, sk->compacted); /* heavier items are exact */
         for (uint32_t i = ia; i < ib; i++) {
             const double w = (double)(cum[i] - (i ? cum[i - 1] : 0));
-            w2 += w * w;
+            if (w > 1.0 && w <= sampled) w2 += w * w;
         }
         const double rest_w = (double)W - w_at, scale = (c - at) / (rest_w > 0.0 ? rest_w : 1.0);
         const double kll_left = w_left * scale, spread = 0.5 * sqrt(w2) * scale;
@@ -414,8 +416,15 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, const double *items, const
         if (left < lo_left) left = lo_left;
         if (left > hi_left) left = hi_left;
     }
-    const uint64_t a = round_count(at, bk->open[j]);
-    const uint64_t l = round_count(left, bk->open[j] - a);
+    uint64_t a = round_count(at, bk->open[j]);
+    uint64_t l = round_count(left, bk->open[j] - a);
+    /* [min, s) is empty when s = min, and (s, max] when s = max: what an
+     * estimate put there equals s (an all-equal stream is one point mass) */
+    if (j == 0 && s == sk->min) {
+        a += l;
+        l = 0;
+    }
+    if (j == m && s == sk->max) a = bk->open[j] - l;
     if (m == bk->cap) { /* make room: join the lightest pair (never j's own boundaries) */
         const int64_t i = lightest_join(bk, limit_base, (double)sk->n, 1, j);
         if (i < 0) return -1;

@@ -110,7 +110,9 @@ static void add_gap(const qs_est_view *v, const double *G, int learned, uint32_t
         return;
     }
     diff[b] += M;
-    if (learned) {
+    /* a flat model (its knots' ranks equal at double precision, beyond 2^53
+     * items) has no shape to offer: spread linearly in value instead */
+    if (learned && G[b] - G[a] > 0.0) {
         const double base = G[a], span = G[b] - G[a];
         for (uint32_t i = a + 1; i < b; i++) partial[i] += M * ((G[i] - base) / span);
     } else {
