@@ -614,6 +614,12 @@ int qs_bk_check(const qs_kll *sk, const char **message)
         *message = "corrupt: bucket counts do not add up to n";
         return 1;
     }
+    /* [min, b_0) is empty when b_0 = min, and (b_last, max] when b_last = max */
+    if (bk->m && ((bk->bound[0] == sk->min && bk->open[0]) ||
+                  (bk->bound[bk->m - 1] == sk->max && bk->open[bk->m]))) {
+        *message = "corrupt: bucket counts beyond min or max";
+        return 1;
+    }
     return 0;
 overflow:
     *message = "corrupt: bucket counts overflow";
