@@ -2,7 +2,7 @@
 
     python benchmarks/interpolation_study.py [--quick] [--out docs/interpolation.md]
 
-For every stream of benchmarks/streams.py: qsketch.KLLSketch(k=200) answers
+For every stream of qsketch.bench.streams: qsketch.KLLSketch(k=200) answers
 with each estimator ("step", "linear", "learned"), and DataSketches'
 kll_doubles_sketch and kll_floats_sketch answer with k tuned so that their
 serialized size matches qsketch's on a reference stream (normal, 1e6 items).
@@ -17,7 +17,6 @@ plots, stamped with the commit.
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -26,10 +25,13 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import qsketch  # noqa: E402
-from benchmarks import streams  # noqa: E402
+from qsketch.bench import peers, streams  # noqa: E402
+from qsketch.bench.accuracy import exact_truth, rank_errors, tune  # noqa: E402
+from qsketch.bench.report import git_commit  # noqa: E402
 
 ESTIMATORS = ("step", "linear", "learned")
 K = 200
+DS_PEERS = {"doubles": "DS kll_doubles", "floats": "DS kll_floats"}
 
 
 def _version(package):
@@ -39,66 +41,34 @@ def _version(package):
 
 
 def git_stamp():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return git_commit(os.path.dirname(os.path.abspath(__file__))) or "unknown"
 
 
 def probes_and_truth(data):
-    xs = np.sort(data)
-    n = xs.size
-    ps = np.concatenate([(np.arange(1000) + 0.5) / 1000, [0.001, 0.999]])
-    probes = xs[np.minimum((ps * n).astype(np.int64), n - 1)]
-    truth = (np.searchsorted(xs, probes, "left") + np.searchsorted(xs, probes, "right")) / (2.0 * n)
-    return probes, truth, ps
+    truth = exact_truth(data)
+    return truth, truth.ranks["mid"], truth.ps
 
 
-def qsketch_errors(data, probes, truth, seed):
-    s = qsketch.KLLSketch(K, seed=seed)
-    s.update(data)
-    out = {}
+def qsketch_errors(data, truth, seed):
+    out, size, estimating = {}, None, False
     for est in ESTIMATORS:
-        mid = 0.5 * (s.rank(probes, True, est) + s.rank(probes, False, est))
-        out[est] = np.abs(mid - truth)
-    return out, len(s.to_bytes()), s.is_estimation_mode
+        s = peers.get(f"qsketch {est}").build(K, seed)
+        s.update(data)
+        out[est] = rank_errors(s, truth, ["mid"])["mid"]
+        size, estimating = s.nbytes(), s.sketch.is_estimation_mode
+    return out, size, estimating
 
 
-def ds_errors(kind, k, data, probes, truth):
-    import datasketches
-
-    sk = datasketches.kll_doubles_sketch(k) if kind == "doubles" else datasketches.kll_floats_sketch(k)
-    sk.update(np.array(data, dtype=np.float64 if kind == "doubles" else np.float32, copy=True))
-    inc = np.array([sk.get_rank(float(x), True) for x in probes])
-    exc = np.array([sk.get_rank(float(x), False) for x in probes])
-    return np.abs(0.5 * (inc + exc) - truth), len(sk.serialize())
+def ds_errors(kind, k, data, truth):
+    sk = peers.get(DS_PEERS[kind]).build(k, 0)
+    sk.update(sk.prepare(data))
+    return rank_errors(sk, truth, ["mid"])["mid"], sk.nbytes()
 
 
 def tune_ds_k(kind, target_bytes, reference):
     """The DataSketches k whose serialized size on `reference` is closest to target_bytes."""
-    import datasketches
-
-    make = datasketches.kll_doubles_sketch if kind == "doubles" else datasketches.kll_floats_sketch
-    dtype = np.float64 if kind == "doubles" else np.float32
-    best = None
-    lo, hi = 8, 4000
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        sk = make(mid)
-        sk.update(np.array(reference, dtype=dtype, copy=True))
-        size = len(sk.serialize())
-        if best is None or abs(size - target_bytes) < abs(best[1] - target_bytes):
-            best = (mid, size)
-        if size < target_bytes:
-            lo = mid + 1
-        else:
-            hi = mid - 1
-    return best
+    tuned = tune(peers.get(DS_PEERS[kind]), target_bytes, reference)
+    return tuned.param, tuned.nbytes
 
 
 def run(n, trials, quick):
@@ -122,20 +92,20 @@ def run(n, trials, quick):
         except streams.UnavailableStream as exc:
             skipped.append(f"{name}: {exc}")
             continue
-        probes, truth, ps = probes_and_truth(data)
+        truth, _, ps = probes_and_truth(data)
         acc = {key: [] for key in ESTIMATORS + ("ds_doubles", "ds_floats")}
         size = {}
         exact = True
         start = time.perf_counter()
         for t in range(trials):
-            errs, nbytes, estimating = qsketch_errors(data, probes, truth, seed=t)
+            errs, nbytes, estimating = qsketch_errors(data, truth, seed=t)
             size["qsketch"] = nbytes
             exact = exact and not estimating
             for est in ESTIMATORS:
                 acc[est].append(errs[est])
             if have_ds:
                 for kind in ("doubles", "floats"):
-                    e, b = ds_errors(kind, ds_k[kind][0], data, probes, truth)
+                    e, b = ds_errors(kind, ds_k[kind][0], data, truth)
                     acc["ds_" + kind].append(e)
                     size["ds_" + kind] = b
         row = {"stream": name, "family": streams.STREAMS[name].family, "n": data.size,

@@ -21,11 +21,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import gc  # noqa: E402
-import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from importlib import metadata  # noqa: E402
@@ -34,6 +31,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import qsketch  # noqa: E402
+from qsketch.bench.report import cpu_model  # noqa: E402
+from qsketch.bench.report import git_commit as report_git_commit  # noqa: E402
+from qsketch.bench.speed import fmt_time, measure  # noqa: E402
 
 try:
     from datasketches import kll_doubles_sketch
@@ -93,52 +93,6 @@ cap is below the minimum chunk, items go through the ordinary per-item path
 sorts its input, `np.sort` of the same array is the natural yardstick for it:
 a batch update should cost less per item than sorting the batch.
 """
-
-
-# ---- timing ------------------------------------------------------------------
-
-
-def _time_calls(fn, number):
-    """Seconds per call of fn(), over `number` back-to-back calls, GC off."""
-    gc.collect()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        elapsed = time.perf_counter() - t0
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return elapsed / number
-
-
-def _calibrate(fn, min_time):
-    """Warm fn up and return how many calls make a measurement of >= min_time."""
-    number = 1
-    while True:
-        total = _time_calls(fn, number) * number
-        if total >= min_time / 10 or number >= 1 << 20:
-            break
-        number *= 10
-    return max(1, int(math.ceil(min_time * number / max(total, 1e-9))))
-
-
-def measure(fns, repeat, min_time):
-    """Interleave the callables of `fns` (name -> fn) `repeat` times.
-
-    Each repeat times every callable once, back to back; the order alternates
-    between repeats so neither side always runs first.  Returns name -> list
-    of seconds per call, one entry per repeat.
-    """
-    numbers = {name: _calibrate(fn, min_time) for name, fn in fns.items()}
-    names = list(fns)
-    samples = {name: [] for name in names}
-    for r in range(repeat):
-        for name in names if r % 2 == 0 else names[::-1]:
-            samples[name].append(_time_calls(fns[name], numbers[name]))
-    return samples
 
 
 # ---- the workloads -------------------------------------------------------------
@@ -373,42 +327,8 @@ def sanity_check(cases, qsk, psk, queries, probs, splits, ssk, psk2, blob, pblob
 # ---- report ----------------------------------------------------------------------
 
 
-def fmt_time(t):
-    if t is None:
-        return "—"
-    if t >= 1.0:
-        return f"{t:.3f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.2f} ms"
-    if t >= 1e-6:
-        return f"{t * 1e6:.2f} µs"
-    return f"{t * 1e9:.0f} ns"
-
-
 def git_commit():
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    try:
-        # tracked files only, like `git describe --dirty`
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        dirty = ""
-    return head + ("+dirty" if dirty else "")
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return report_git_commit(REPO) or "unknown (not a git checkout)"
 
 
 def machine_lines():

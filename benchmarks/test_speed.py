@@ -14,6 +14,10 @@ operations interleaved and reports the ratios against the targets.
 Sizes follow the performance issue: 1e7 items for the batch update, 2e5
 scalar updates, micro-batches of 1024 (1e6 items), 1e5 queries on a 1e6-item
 sketch, 100 merges of 1e5-item sketches, serialization of a 1e6-item sketch.
+Scalar rank and quantile calls are timed on the same 1e6-item sketch.  The
+batch group holds the physical limits: ``np.sort``, a plain ``np.sum`` and
+exact ``np.quantile`` of the same array.  (``qsketch bench`` times every peer,
+not only DataSketches' KLL, with its own interleaved timer.)
 """
 
 import numpy as np
@@ -185,6 +189,22 @@ def test_batch_update_reference_np_sort(benchmark, batch_data):
     assert out.shape == batch_data.shape
 
 
+@pytest.mark.benchmark(group="update-batch-1e7")
+def test_batch_update_reference_np_sum(benchmark, batch_data):
+    # a plain pass over the array: the memory-bandwidth floor of any batch update
+    out = benchmark.pedantic(np.sum, args=(batch_data,), rounds=BATCH_ROUNDS, iterations=1, warmup_rounds=0)
+    assert np.isfinite(out)
+
+
+@pytest.mark.benchmark(group="update-batch-1e7")
+def test_batch_update_reference_np_quantile(benchmark, batch_data):
+    # exact quantiles (selection, no sketch): what the sketch's answers approximate
+    ps = [0.5, 0.9, 0.99, 0.999]
+    out = benchmark.pedantic(np.quantile, args=(batch_data, ps), rounds=BATCH_ROUNDS, iterations=1,
+                             warmup_rounds=0)
+    assert out.shape == (4,)
+
+
 # ---- per-item updates from a Python loop ------------------------------------------
 
 
@@ -271,6 +291,29 @@ def test_cdf_qsketch_sorted(benchmark, qs_query_sketch, split_points):
 def test_cdf_datasketches_sorted(benchmark, ds_query_sketch, split_points):
     out = benchmark(ds_query_sketch.get_cdf, split_points, True)
     assert len(out) == split_points.size + 1
+
+
+# ---- scalar queries ----------------------------------------------------------------
+
+
+@pytest.mark.benchmark(group="rank-scalar")
+def test_rank_scalar_qsketch(benchmark, qs_query_sketch):
+    assert 0.0 < benchmark(qs_query_sketch.rank, 0.5) < 1.0
+
+
+@pytest.mark.benchmark(group="rank-scalar")
+def test_rank_scalar_datasketches(benchmark, ds_query_sketch):
+    assert 0.0 < benchmark(ds_query_sketch.get_rank, 0.5, True) < 1.0
+
+
+@pytest.mark.benchmark(group="quantile-scalar")
+def test_quantile_scalar_qsketch(benchmark, qs_query_sketch):
+    assert benchmark(qs_query_sketch.quantile, 0.9) > 0.0
+
+
+@pytest.mark.benchmark(group="quantile-scalar")
+def test_quantile_scalar_datasketches(benchmark, ds_query_sketch):
+    assert benchmark(ds_query_sketch.get_quantile, 0.9, True) > 0.0
 
 
 # ---- quantile queries --------------------------------------------------------------

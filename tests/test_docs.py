@@ -15,6 +15,13 @@ import numpy
 import pytest
 
 import qsketch
+import qsketch.bench
+import qsketch.bench.accuracy
+import qsketch.bench.command
+import qsketch.bench.peers
+import qsketch.bench.report
+import qsketch.bench.speed
+import qsketch.bench.streams
 import qsketch.datasketches_format
 import qsketch.errors
 import qsketch.eval
@@ -53,7 +60,10 @@ def collect():
         if callable(obj) and id(obj) not in seen:
             seen.add(id(obj))
             docs[f"qsketch.{name}"] = obj.__doc__
-    for mod in (qsketch.datasketches_format, qsketch.integrations.dask):  # public submodules
+    docs["qsketch.bench"] = qsketch.bench.__doc__
+    bench = (qsketch.bench.streams, qsketch.bench.peers, qsketch.bench.accuracy, qsketch.bench.speed,
+             qsketch.bench.report, qsketch.bench.command)
+    for mod in (qsketch.datasketches_format, qsketch.integrations.dask, *bench):  # public submodules
         docs[mod.__name__] = mod.__doc__
         for name, obj in inspect.getmembers(mod, inspect.isfunction):
             if not name.startswith("_") and obj.__module__ == mod.__name__ and id(obj) not in seen:

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from qsketch._core import DEFAULT_K, MAX_K, MIN_K, KLLSketch
+from qsketch.bench.command import add_bench_command
 from qsketch.eval.cli_eval import add_eval_commands
 
 DEMO_PROBABILITIES = (0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999)
@@ -82,7 +83,7 @@ def add_demo_command(sub):
 # Each command lives with its feature: a function that adds its subparser and
 # sets `handler`, a callable taking the parsed arguments and returning the
 # exit status.  Listed here in the order of `qsketch --help`.
-COMMANDS = [add_demo_command, add_eval_commands]
+COMMANDS = [add_demo_command, add_eval_commands, add_bench_command]
 
 
 def build_parser():
