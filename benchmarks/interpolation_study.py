@@ -2,7 +2,7 @@
 
     python benchmarks/interpolation_study.py [--quick] [--out docs/interpolation.md]
 
-For every stream of qsketch.bench.streams: qsketch.KLLSketch(k=200) answers
+For every stream of qsketch.bench.streams: qsketch.KLLSketch(k=200, buckets=0) answers
 with each estimator ("step", "linear", "learned"), and DataSketches'
 kll_doubles_sketch and kll_floats_sketch answer with k tuned so that their
 serialized size matches qsketch's on a reference stream (normal, 1e6 items).
@@ -78,7 +78,7 @@ def run(n, trials, quick):
     except ImportError:
         have_ds = False
     reference = streams.load("normal", n=1_000_000 if not quick else 200_000, seed=99)
-    ref_sketch = qsketch.KLLSketch(K, seed=1)
+    ref_sketch = qsketch.KLLSketch(K, seed=1, buckets=0)  # the compactors alone: this study is about them
     ref_sketch.update(reference)
     target = len(ref_sketch.to_bytes())
     ds_k = {}
@@ -132,7 +132,7 @@ def write_report(path, rows, curves, skipped, target, ds_k, have_ds, args, plot_
                  f"--out {args.out}` at commit `{git_stamp()}` on {platform.platform()}, "
                  f"numpy {np.__version__}, qsketch {qsketch.__version__}"
                  + (f", datasketches {_version('datasketches')}" if have_ds else "") + ".\n")
-    lines.append(f"qsketch: `KLLSketch(k={K})`, {args.trials} seeds per stream. "
+    lines.append(f"qsketch: `KLLSketch(k={K}, buckets=0)` (the compactors alone), {args.trials} seeds per stream. "
                  f"Reference size: {target:,} bytes (normal stream, 1e6 items).")
     if have_ds:
         lines.append(f" DataSketches at equal bytes on the reference: kll_doubles k={ds_k['doubles'][0]} "
