@@ -526,6 +526,13 @@ static void recut_add(const qs_kll *sk, const double *U, uint32_t u, double *x, 
                 lt = le = 0;
             } else if (q > sk->max) {
                 lt = le = sk->n;
+            } else if (q == sk->min && sk->min < sk->max) {
+                lt = le = 0; /* nothing below min (items equal to it: above the cut) */
+            } else if (q == sk->max && sk->min < sk->max) {
+                lt = le = sk->n; /* nothing above max */
+            } else if (x[j] == x[j + 1]) { /* a one-value interval: its items all equal q */
+                lt = before_j;
+                le = before_j + bk->open[j];
             } else {
                 const double c = (double)bk->open[j];
                 lt = le = before_j + round_count(c * open_fraction(x, mass, K, j, q), bk->open[j]);

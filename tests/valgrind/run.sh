@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Valgrind memcheck over the Python tests that drive the qsketch extension.
 #
-#   tests/valgrind/run.sh                 # the default subset (about 10 minutes on 2 cores)
+#   tests/valgrind/run.sh                 # the default subset (about 7 minutes on 2 cores)
 #   tests/valgrind/run.sh tests/test_serde.py -k truncation    # any pytest arguments instead
 #
 # Runs the interpreter itself (not a pyenv shim) under valgrind with

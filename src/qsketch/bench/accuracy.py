@@ -63,7 +63,13 @@ class Truth:
 
 
 def exact_truth(data):
-    """The probes of ``data`` and their exact mid, inclusive and exclusive ranks."""
+    """The probes of ``data`` and their exact mid, inclusive and exclusive ranks.
+
+    >>> from qsketch.bench.accuracy import exact_truth
+    >>> t = exact_truth([4.0, 1.0, 3.0, 2.0])
+    >>> t.n, float(t.probes[0]), [float(t.ranks[s][0]) for s in ("exclusive", "mid", "inclusive")]
+    (4, 1.0, [0.0, 0.125, 0.25])
+    """
     xs = np.sort(np.asarray(data, dtype=np.float64))
     n = xs.size
     probes = xs[np.minimum((PROBE_PS * n).astype(np.int64), n - 1)]
@@ -73,7 +79,19 @@ def exact_truth(data):
 
 
 def rank_errors(adapter, truth, sides=None):
-    """|estimate - truth| (fractions of n) at every probe, for each rank rule the sketch answers."""
+    """|estimate - truth| (fractions of n) at every probe, for each rank rule the sketch answers.
+
+    ``sides`` restricts the rules (those the sketch lacks are left out).
+
+    >>> from qsketch.bench import peers
+    >>> from qsketch.bench.accuracy import exact_truth, rank_errors
+    >>> s = peers.get("qsketch step").build(200, seed=0); s.update(np.arange(50.0))
+    >>> errors = rank_errors(s, exact_truth(np.arange(50.0)))
+    >>> sorted(errors), max(float(e.max()) for e in errors.values())
+    (['exclusive', 'inclusive', 'mid'], 0.0)
+    >>> list(rank_errors(s, exact_truth(np.arange(50.0)), ["mid"]))
+    ['mid']
+    """
     sides = adapter.sides if sides is None else [s for s in sides if s in adapter.sides]
     return {side: np.abs(adapter.rank(truth.probes, side) - truth.ranks[side]) for side in sides}
 
@@ -141,7 +159,14 @@ def tune(peer, target, reference, seed=0):
 
 
 def tune_all(peers, targets, reference, tick=None):
-    """{(peer name, target): Tuned} for every peer and target; ``tick()`` after each."""
+    """{(peer name, target): Tuned} for every peer and target; ``tick()`` after each.
+
+    >>> from qsketch.bench import peers
+    >>> from qsketch.bench.accuracy import tune_all
+    >>> ref = np.random.default_rng(0).normal(size=5_000)
+    >>> list(tune_all([peers.get("qsketch step")], [1024, 2048], ref))
+    [('qsketch step', 1024), ('qsketch step', 2048)]
+    """
     out = {}
     for peer in peers:
         for target in targets:
@@ -164,6 +189,13 @@ def evaluate(peer, param, data, truth, seeds, keep_curve=False):
     {side: (mean, max) in % of n}, ``qerr`` {p: error in % of n, mean over
     trials}, and ``curve`` (the mid-rank error per probe, mean over trials)
     when ``keep_curve``.
+
+    >>> from qsketch.bench import peers
+    >>> from qsketch.bench.accuracy import evaluate, exact_truth
+    >>> data = np.arange(100.0)
+    >>> cell = evaluate(peers.get("qsketch step"), 200, data, exact_truth(data), seeds=2)
+    >>> cell["trials"], cell["errors"]["mid"], cell["qerr"][0.5]
+    (2, (0.0, 0.0), 0.0)
     """
     trials = 1 if peer.deterministic else seeds
     per_side, qerrs, sizes = {}, [], []
@@ -202,7 +234,13 @@ class AccuracyConfig:
 
 
 def reference_stream(cfg):
-    """The stream the sizes are tuned on: standard normal, ``cfg.reference_n`` items."""
+    """The stream the sizes are tuned on: standard normal, ``cfg.reference_n`` items.
+
+    >>> from qsketch.bench.accuracy import reference_stream
+    >>> from qsketch.bench.command import QUICK
+    >>> reference_stream(QUICK).size == QUICK.reference_n
+    True
+    """
     return streams_mod.load("normal", n=cfg.reference_n, seed=99)
 
 
@@ -222,6 +260,15 @@ def run_accuracy(cfg, peers, tuned, tick=None):
     keys of :func:`evaluate` plus ``stream``, ``family``, ``n``, ``peer``,
     ``target``, ``param``; and notes on the streams that could not be loaded.
     ``tick()`` is called after each (stream, target).
+
+    >>> from qsketch.bench import peers
+    >>> from qsketch.bench.accuracy import AccuracyConfig, Tuned, run_accuracy
+    >>> cfg = AccuracyConfig(n=2000, seeds=1, targets=(2048,), streams=("normal", "pass_fail"), reference_n=2000,
+    ...                      merge_streams=("normal",), merge_targets=(2048,), shards=4)
+    >>> tuned = {("qsketch step", 2048): Tuned(2048, 64, 2000)}
+    >>> cells, skipped = run_accuracy(cfg, [peers.get("qsketch step")], tuned)
+    >>> [(c["stream"], c["family"], c["n"]) for c in cells], skipped
+    ([('normal', 'synthetic', 2000), ('pass_fail', 'discrete', 2000)], [])
     """
     names = list(cfg.streams) if cfg.streams is not None else streams_mod.names()
     cells, skipped = [], []
@@ -271,6 +318,14 @@ def run_merge(cfg, peers, tuned, tick=None):
 
     One dict per (stream, partition, target, peer): ``errors`` {"mid":
     (mean, max)} in % of n, ``bytes`` of the merged sketch, ``trials``.
+
+    >>> from qsketch.bench import peers
+    >>> from qsketch.bench.accuracy import AccuracyConfig, Tuned, run_merge
+    >>> cfg = AccuracyConfig(n=2000, seeds=1, targets=(2048,), streams=("normal",), reference_n=2000,
+    ...                      merge_streams=("normal",), merge_targets=(2048,), shards=4)
+    >>> cells = run_merge(cfg, [peers.get("qsketch step")], {("qsketch step", 2048): Tuned(2048, 64, 2000)})
+    >>> [(c["partition"], c["n"]) for c in cells]
+    [('iid', 2000), ('sorted', 2000)]
     """
     cells = []
     for name in cfg.merge_streams:

@@ -80,7 +80,13 @@ def _sizes(text):
 
 
 def add_arguments(parser):
-    """Add the ``qsketch bench`` options to ``parser``; returns it."""
+    """Add the ``qsketch bench`` options to ``parser``; returns it.
+
+    >>> import argparse
+    >>> from qsketch.bench.command import add_arguments
+    >>> add_arguments(argparse.ArgumentParser()).parse_args(["--quick", "--sizes", "4"]).sizes
+    (4096,)
+    """
     parser.add_argument("--quick", action="store_true",
                         help="16 streams, n = 2e5, 1 and 4 KB, one seed, small speed runs, no pure-Python peers "
                              "(under 2 minutes)")
@@ -111,12 +117,23 @@ def _epilog():
 
 
 def build_parser():
-    """A standalone parser with the ``qsketch bench`` options (the CLI adds them to its subparser)."""
+    """A standalone parser with the ``qsketch bench`` options (the CLI adds them to its subparser).
+
+    >>> from qsketch.bench.command import build_parser
+    >>> build_parser().parse_args([]).out
+    'bench-report'
+    """
     return add_arguments(argparse.ArgumentParser(prog="qsketch bench", description=DESCRIPTION, epilog=_epilog()))
 
 
 def config_for(args):
-    """The :class:`RunConfig` that ``args`` asks for."""
+    """The :class:`RunConfig` that ``args`` asks for.
+
+    >>> from qsketch.bench.command import build_parser, config_for
+    >>> cfg = config_for(build_parser().parse_args(["--n", "5000", "--no-speed"]))
+    >>> cfg.mode, cfg.accuracy.n, cfg.accuracy.reference_n, cfg.do_speed
+    ('full', 5000, 5000, False)
+    """
     acc = QUICK if args.quick else FULL
     changes = {}
     if args.n:
@@ -137,7 +154,12 @@ def config_for(args):
 
 
 def command_line(args):
-    """The command that reproduces this run, for the report."""
+    """The command that reproduces this run, for the report.
+
+    >>> from qsketch.bench.command import build_parser, command_line
+    >>> command_line(build_parser().parse_args(["--quick", "--sizes", "1,4", "--out", "r"]))
+    'qsketch bench --quick --sizes 1,4 --out r'
+    """
     parts = ["qsketch bench"]
     if args.quick:
         parts.append("--quick")
@@ -181,7 +203,17 @@ class _Stage:
 
 
 def run(args, out=sys.stdout):
-    """Run the suite that ``args`` describes and write the report; returns the report's path."""
+    """Run the suite that ``args`` describes and write the report; returns the report's path.
+
+    >>> import io, tempfile
+    >>> from qsketch.bench.command import build_parser, run
+    >>> args = build_parser().parse_args(["--n", "2000", "--sizes", "2", "--streams", "normal",
+    ...                                   "--peers", "qsketch step", "--no-speed", "--no-merge",
+    ...                                   "--no-plots", "--quiet", "--out", tempfile.mkdtemp()])
+    >>> path = run(args, out=io.StringIO())
+    >>> path.name, "## Headline" in path.read_text()
+    ('report.md', True)
+    """
     from qsketch.bench import report
 
     cfg = config_for(args)
@@ -242,7 +274,15 @@ def _run_command(args):
 
 
 def add_bench_command(sub):
-    """Add ``qsketch bench`` to the CLI's subparsers."""
+    """Add ``qsketch bench`` to the CLI's subparsers.
+
+    >>> import argparse
+    >>> from qsketch.bench.command import add_bench_command
+    >>> parser = argparse.ArgumentParser()
+    >>> add_bench_command(parser.add_subparsers())
+    >>> parser.parse_args(["bench", "--quick"]).quick
+    True
+    """
     parser = sub.add_parser("bench", help="compare qsketch with t-digests and DataSketches: error, space, speed",
                             description=DESCRIPTION, epilog=_epilog())
     add_arguments(parser)

@@ -27,7 +27,7 @@ from qsketch.bench import streams as streams_mod
 from qsketch.bench.accuracy import KB, PROBE_PS, QUANTILE_PS
 from qsketch.bench.speed import BASELINE, fmt_time
 
-__all__ = ["Results", "write_report", "git_commit", "environment", "fmt_err", "fmt_bytes", "headline"]
+__all__ = ["Results", "write_report", "git_commit", "environment", "fmt_err", "fmt_bytes", "family_summary"]
 
 FAMILIES = streams_mod.FAMILIES
 IMG_PREFIX = "bench_"
@@ -41,6 +41,11 @@ def git_commit(path=None):
 
     ``path`` defaults to this file's directory; returns None outside a git
     checkout (an installed package) or without git.
+
+    >>> import tempfile
+    >>> from qsketch.bench.report import git_commit
+    >>> git_commit(tempfile.mkdtemp()) is None
+    True
     """
     where = Path(path if path is not None else Path(__file__).resolve().parent)
     if where.is_file():
@@ -59,7 +64,12 @@ def git_commit(path=None):
 
 
 def cpu_model():
-    """The CPU's model name (Linux), else platform.processor()."""
+    """The CPU's model name (Linux), else platform.processor().
+
+    >>> from qsketch.bench.report import cpu_model
+    >>> isinstance(cpu_model(), str)
+    True
+    """
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -71,7 +81,12 @@ def cpu_model():
 
 
 def environment():
-    """Where and when a run happens: commit (or package version), date, machine, versions."""
+    """Where and when a run happens: commit (or package version), date, machine, versions.
+
+    >>> from qsketch.bench.report import environment
+    >>> sorted(environment())
+    ['commit', 'date', 'machine', 'python']
+    """
     import qsketch
 
     commit = git_commit()
@@ -88,7 +103,12 @@ def environment():
 
 
 def fmt_err(x):
-    """An error in % of n, to about three significant places."""
+    """An error in % of n, to about three significant places.
+
+    >>> from qsketch.bench.report import fmt_err
+    >>> fmt_err(0.0), fmt_err(0.00042), fmt_err(0.5), fmt_err(38.74), fmt_err(None)
+    ('0', '4.2e-04', '0.500', '38.7', '—')
+    """
     if x is None or x != x:
         return "—"
     if x == 0:
@@ -101,7 +121,12 @@ def fmt_err(x):
 
 
 def fmt_bytes(b):
-    """A byte count: '4 KB' for targets, '4,116 B' otherwise."""
+    """A byte count: '4 KB' for targets, '4,116 B' otherwise.
+
+    >>> from qsketch.bench.report import fmt_bytes
+    >>> fmt_bytes(16384), fmt_bytes(4116)
+    ('16 KB', '4,116 B')
+    """
     if b % KB == 0:
         return f"{b // KB} KB"
     return f"{b:,} B"
@@ -141,14 +166,21 @@ def _cells(results, target=None, stream=None, peer=None):
 
 
 def family_summary(cells, side="mid"):
-    """(mean of the streams' mean errors, max of their max errors) over ``cells``, or None."""
+    """(mean of the streams' mean errors, max of their max errors) over ``cells``, or None.
+
+    >>> from qsketch.bench.report import family_summary
+    >>> family_summary([{"errors": {"mid": (0.1, 0.5)}}, {"errors": {"mid": (0.3, 0.2)}}])
+    (0.2, 0.5)
+    >>> family_summary([{"errors": {"mid": (0.1, 0.5)}}], side="inclusive") is None
+    True
+    """
     vals = [c["errors"][side] for c in cells if side in c["errors"]]
     if not vals:
         return None
     return float(np.mean([v[0] for v in vals])), float(np.max([v[1] for v in vals]))
 
 
-def headline(results, target, side="mid"):
+def _headline(results, target, side="mid"):
     """{peer: {family: (mean, max)}} at ``target``: the table users choose by."""
     out = {}
     for peer in results.peers:
@@ -211,7 +243,7 @@ def _bold_best(cells_by_peer, key, exclude=()):
 # ---- Markdown ---------------------------------------------------------------------------
 
 
-def render(results, plots):
+def _render(results, plots):
     """The Markdown report of ``results``; ``plots`` maps plot kinds to image paths (see draw_plots)."""
     cfg = results.config
     env = results.env or environment()
@@ -268,7 +300,7 @@ def render(results, plots):
     w("")
     w("Mid-rank rule; *mean / max* in % of n; the lowest mean of each column in bold.")
     w("")
-    head = headline(results, main)
+    head = _headline(results, main)
     cols = families + ["all"]
     capped = _capped(results)
     best = {f: _bold_best({p: head[p][f] for p in head}, key=lambda v: v[0], exclude=capped) for f in cols}
@@ -499,7 +531,7 @@ def _style(i, name):
             "ls": "-" if qs else "--", "marker": "o", "ms": 4}
 
 
-def draw_plots(results, img_dir, rel_prefix):
+def _draw_plots(results, img_dir, rel_prefix):
     """Write the PNGs; returns {"error_vs_bytes": [...], "by_quantile": [...], "speed": [...]} paths for Markdown."""
     try:
         import matplotlib
@@ -576,19 +608,16 @@ def draw_plots(results, img_dir, rel_prefix):
     return out
 
 
-def results_ps():
-    """The probabilities of the rank-error probes, in probe order."""
-    from qsketch.bench.accuracy import _PS
-
-    return _PS
-
-
 def write_report(results, out_dir, name="report.md", plots=True):
-    """Write ``out_dir/name`` and ``out_dir/img/bench_*.png``; returns the Markdown path."""
+    """Write ``out_dir/name`` and ``out_dir/img/bench_*.png``; returns the Markdown path.
+
+    ``results`` comes from a run: see :func:`qsketch.bench.command.run`,
+    which ends with this call.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    drawn = draw_plots(results, out_dir / "img", "img/") if plots else {"missing": "--no-plots"}
-    text = render(results, drawn)
+    drawn = _draw_plots(results, out_dir / "img", "img/") if plots else {"missing": "--no-plots"}
+    text = _render(results, drawn)
     path = out_dir / name
     path.write_text(text, encoding="utf-8")
     return path

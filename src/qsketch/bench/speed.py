@@ -44,6 +44,10 @@ def time_calls(fn, number, collect=True):
 
     ``collect``: run the garbage collector first (measure() collects once
     for all its calls instead).
+
+    >>> from qsketch.bench.speed import time_calls
+    >>> time_calls(lambda: None, 10) >= 0.0
+    True
     """
     if collect:
         gc.collect()
@@ -61,7 +65,12 @@ def time_calls(fn, number, collect=True):
 
 
 def calibrate(fn, min_time, collect=True):
-    """Warm fn up and return how many calls make a measurement of >= min_time."""
+    """Warm fn up and return how many calls make a measurement of >= min_time.
+
+    >>> from qsketch.bench.speed import calibrate
+    >>> calibrate(lambda: None, 0.001) >= 1
+    True
+    """
     number = 1
     while True:
         total = time_calls(fn, number, collect) * number
@@ -78,6 +87,11 @@ def measure(fns, repeat, min_time):
     between repeats so no callable always runs first.  The garbage collector
     runs once before and stays off throughout.  Returns name -> list of
     seconds per call, one entry per repeat.
+
+    >>> from qsketch.bench.speed import measure
+    >>> samples = measure({"a": lambda: None, "b": lambda: sum(range(10))}, repeat=2, min_time=0.001)
+    >>> sorted(samples), len(samples["a"])
+    (['a', 'b'], 2)
     """
     gc.collect()
     gc_was_enabled = gc.isenabled()
@@ -96,7 +110,12 @@ def measure(fns, repeat, min_time):
 
 
 def fmt_time(t):
-    """A duration for humans: s, ms, µs or ns."""
+    """A duration for humans: s, ms, µs or ns.
+
+    >>> from qsketch.bench.speed import fmt_time
+    >>> fmt_time(2e-9), fmt_time(3.5e-6), fmt_time(1.5), fmt_time(None)
+    ('2 ns', '3.50 µs', '1.500 s', '—')
+    """
     if t is None:
         return "—"
     if t >= 1.0:
@@ -264,6 +283,14 @@ def run_speed(cfg, peers, params, tick=None):
     ``params`` maps peer name to its size parameter.  ``limits`` is the
     :class:`OpResult` of the physical limits (np.sort, np.sum, exact
     np.quantile), timed in the batch repeats.
+
+    >>> from qsketch.bench import peers
+    >>> from qsketch.bench.speed import SpeedConfig, run_speed
+    >>> tiny = SpeedConfig(n_batch=2048, n_item=100, n_micro=2048, micro=1024, n_query_sketch=2048,
+    ...                    n_queries=16, n_parts=4, part_n=64, repeat=1, min_time=0.0001)
+    >>> results, limits = run_speed(tiny, [peers.get("qsketch step")], {"qsketch step": 64})
+    >>> [r.op.key for r in results][:3], sorted(limits.per_unit)
+    (['batch', 'micro', 'item'], ['np.quantile (exact)', 'np.sort', 'np.sum'])
     """
     work, limit_fns = _build_workloads(cfg, peers, params)
     results, limits = [], None
@@ -300,6 +327,14 @@ def run_speed(cfg, peers, params, tick=None):
 
 
 def speed_params(peers, tuned, targets):
-    """Each peer's parameter at the target nearest 4 KB: the speed runs compare equal-size sketches."""
+    """Each peer's parameter at the target nearest 4 KB: the speed runs compare equal-size sketches.
+
+    >>> from qsketch.bench import peers
+    >>> from qsketch.bench.accuracy import Tuned
+    >>> from qsketch.bench.speed import speed_params
+    >>> tuned = {("qsketch step", 1024): Tuned(1024, 16, 1032), ("qsketch step", 4096): Tuned(4096, 170, 4116)}
+    >>> speed_params([peers.get("qsketch step")], tuned, (1024, 4096))
+    ({'qsketch step': 170}, 4096)
+    """
     target = min(targets, key=lambda t: abs(t - 4096))
     return {p.name: tuned[p.name, target].param for p in peers}, target

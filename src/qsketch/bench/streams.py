@@ -188,7 +188,12 @@ STREAMS: Dict[str, Stream] = {s.name: s for s in _REGISTRY}
 
 
 def names(family: Optional[str] = None) -> List[str]:
-    """Stream names, optionally of one family, in registry order."""
+    """Stream names, optionally of one family, in registry order.
+
+    >>> from qsketch.bench.streams import names
+    >>> names("discrete")[:2]
+    ['pass_fail', 'likert']
+    """
     return [s.name for s in _REGISTRY if family is None or s.family == family]
 
 
@@ -199,6 +204,12 @@ def load(name: str, n: Optional[int] = 1_000_000, seed: int = 0) -> np.ndarray:
     rows (or the first ``n``).  ``seed`` drives generation and shuffling.
     Raises KeyError for an unknown name and UnavailableStream when a real
     stream's package is missing.
+
+    >>> from qsketch.bench.streams import load
+    >>> load("uniform", n=3, seed=0).shape
+    (3,)
+    >>> bool((load("sorted", n=100)[1:] >= load("sorted", n=100)[:-1]).all())
+    True
     """
     stream = STREAMS[name]
     rng = np.random.default_rng(np.random.SeedSequence([seed, _REGISTRY.index(stream)]))
@@ -207,7 +218,12 @@ def load(name: str, n: Optional[int] = 1_000_000, seed: int = 0) -> np.ndarray:
 
 
 def available(name: str) -> bool:
-    """Whether ``name`` can be loaded here (real streams need their package)."""
+    """Whether ``name`` can be loaded here (real streams need their package).
+
+    >>> from qsketch.bench.streams import available
+    >>> available("normal")
+    True
+    """
     try:
         load(name, n=10)
     except UnavailableStream:
