@@ -55,6 +55,7 @@
 
 #include "../qs_kll.h"
 #include "../qs_crc32.h"
+#include "../qs_rng.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -128,13 +129,8 @@ typedef struct {
     uint64_t s;
 } rng_t;
 
-static uint64_t rnext(rng_t *r)
-{
-    uint64_t z = (r->s += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
+/* the core's splitmix64: the fuzzer needs a seeded stream, not an independent one */
+static uint64_t rnext(rng_t *r) { return qs_rng_next(&r->s); }
 static uint64_t rbelow(rng_t *r, uint64_t n) { return n ? rnext(r) % n : 0; }
 static double runit(rng_t *r) { return (double)(rnext(r) >> 11) * 0x1.0p-53; }
 
