@@ -18,23 +18,30 @@
  * interval holding more than its limit,
  * TAU (pi/2) n / (cap + 1) shrunk towards the tails by 2 sqrt(r (1 - r)) at
  * its rank r (t-digest's scale function), is split
- *   - where: at the weighted median of the retained items inside it (a data
- *     value, so that heavy values become boundaries and are counted exactly
- *     from then on);
- *   - how its items divide: exactly while the compactors are exact; then by
- *     the monotone cubic (PCHIP) through the cumulative counts of the
- *     buckets, unless the compactors' own estimate refutes it by more than
- *     QS_BK_Z standard deviations (sqrt(sum of squared weights) / 2 of the
- *     retained items inside): a non-stationary stream (sorted runs, a zoom-in
- *     attack) fills an interval unlike its neighbours, and the compactors see
- *     it.  Either way the count below the split value is clipped to the
- *     compactors' guaranteed interval there;
+ *   - with the chunk in hand: the batch path rebalances after the layer has
+ *     counted a chunk and before the chunk enters the compactors, so the
+ *     chunk's items divide exactly and only the items held before it are
+ *     estimated, from compactors not yet blurred by the chunk's survivors;
+ *   - where: at the median of the chunk's items inside it when they are the
+ *     larger part, else at the weighted median of the retained items inside
+ *     it (a data value either way, so that heavy values become boundaries
+ *     and are counted exactly from then on);
+ *   - how the older items divide: exactly while the compactors are exact;
+ *     then by the monotone cubic (PCHIP) through the cumulative counts of
+ *     the buckets, unless the compactors' own estimate refutes it by more
+ *     than QS_BK_Z standard deviations (sqrt(sum of squared weights) / 2 of
+ *     the retained items inside), or at all when the chunk brings a large
+ *     part of the interval (the stream is not stationary there: sorted runs,
+ *     a zoom-in attack fill an interval unlike its neighbours).  Either way
+ *     the count below the split value is clipped to the compactors'
+ *     guaranteed interval there;
  *   - room: when all boundaries are in use, the adjacent pair whose joined
  *     interval is lightest relative to its limit (and within it) is joined,
  *     which is exact.
  *
  * Estimates (qs_interp.c, estimator "spline") follow the same cubic through
- * the cumulative counts with the boundaries' point masses, clipped to the
+ * the cumulative counts with the boundaries' point masses (refined inside a
+ * segment where the compactors refute it: qs_bk_view), clipped to the
  * compactors' guaranteed interval: they can never be further from the truth
  * than twice KLL's bound.
  *
@@ -47,12 +54,17 @@
 #include <string.h>
 
 #include "qs_kll_internal.h"
+#include "qs_sort.h"
 
 #define QS_BK_TAU 2.0
 /* How many standard deviations of the compactors' estimate refute the cubic.
  * Measured (docs/algorithm.md): 1 keeps smooth data as accurate as 3 does and
  * divides the error of sorted runs by 1.5 and of file-ordered data by 3. */
 #define QS_BK_Z 1.0
+/* The same for the spline's shape inside a segment: the view follows the
+ * cubic unless the compactors refute it by this many; 1 would let their noise
+ * through on smooth data (measured: 4x the max error on log_uniform_squared). */
+#define QS_BK_VIEW_Z 3.0
 
 /*
  * The most items interval j may hold: like t-digest's scale function, the
@@ -348,11 +360,62 @@ static int64_t lightest_join(const qs_buckets *bk, double base, double n, int mu
     return best;
 }
 
+/*
+ * What a rebalance works from: the compactors' sorted view, the layer's
+ * total n, KLL's bound there, and the chunk being ingested, if any: items
+ * already counted by the layer but not yet in the compactors.  Those are
+ * known exactly, so a split divides them exactly; only the items counted
+ * before them are estimated (from compactors that do not hold the chunk yet,
+ * so the chunk's coarse survivors never blur them).  The chunk's items inside
+ * the interval being split are gathered and sorted once, and serve every
+ * split inside that range.
+ */
+typedef struct {
+    const double *items; /* the compactors' sorted view */
+    const uint64_t *cum;
+    uint32_t R;
+    double n;     /* items in the layer */
+    double base;  /* layer_base(n, cap) */
+    double eps_n; /* KLL's bound on the compactors' rank error, in items */
+    const double *chunk; /* exact items counted by the layer, not in the compactors */
+    size_t chunk_len;
+    double old_min, old_max; /* the range of the items counted before the chunk */
+    double *fresh; /* the chunk's items in (fresh_lo, fresh_hi), ascending */
+    size_t fresh_len, fresh_cap;
+    double fresh_lo, fresh_hi; /* -inf / +inf: open ends */
+    size_t fresh_le_lo;        /* chunk items <= fresh_lo */
+    int has_fresh;
+} split_ctx;
+
+/* Gather the chunk's items of the open range (lo, hi), sorted; 0 on ENOMEM. */
+static int gather_fresh(split_ctx *cx, double lo, double hi)
+{
+    if (!cx->fresh) {
+        cx->fresh = malloc((cx->chunk_len ? cx->chunk_len : 1) * sizeof(double));
+        if (!cx->fresh) return 0;
+        cx->fresh_cap = cx->chunk_len;
+    }
+    size_t g = 0, le = 0;
+    for (size_t i = 0; i < cx->chunk_len; i++) {
+        const double v = cx->chunk[i];
+        cx->fresh[g] = v;
+        g += (v > lo) & (v < hi);
+        le += v <= lo;
+    }
+    qs_sort_doubles(cx->fresh, g);
+    cx->fresh_len = g;
+    cx->fresh_lo = lo;
+    cx->fresh_hi = hi;
+    cx->fresh_le_lo = le;
+    cx->has_fresh = 1;
+    return 1;
+}
+
 /* First index in [lo, hi) of a with a[i] > x (strict) or >= x. */
-static uint32_t first_above(const double *a, uint32_t lo, uint32_t hi, double x, int strict)
+static size_t first_above(const double *a, size_t lo, size_t hi, double x, int strict)
 {
     while (lo < hi) {
-        const uint32_t mid = lo + (hi - lo) / 2;
+        const size_t mid = lo + (hi - lo) / 2;
         if (strict ? a[mid] <= x : a[mid] < x) lo = mid + 1;
         else hi = mid;
     }
@@ -360,64 +423,109 @@ static uint32_t first_above(const double *a, uint32_t lo, uint32_t hi, double x,
 }
 
 /*
- * Split interval j (with `before` items below it) at the weighted median of
- * the retained items inside it.  Returns the index of its left part (j, or
- * j - 1 when room was made below it), -1 when it cannot (no retained item
- * inside, or no room).
+ * Split interval j (with `before` items below it) at the median of its
+ * items: of the chunk's, when they are the larger part, else of the
+ * compactors' (weighted).  Returns the index of its left part (j, or j - 1
+ * when room was made below it), -1 when it cannot (no item to split at, no
+ * room, no memory).
  */
-static int64_t split_interval(qs_kll *sk, uint32_t j, const double *items, const uint64_t *cum,
-                              uint32_t R, double limit_base, double eps_n, double before)
+static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double before)
 {
     qs_buckets *bk = &sk->bk;
     const uint32_t m = bk->m;
     const double lo = j == 0 ? sk->min : bk->bound[j - 1], hi = j == m ? sk->max : bk->bound[j];
-    /* retained items in the interval: (lo, hi), the first one from min, the last one to max */
-    const uint32_t ia = first_above(items, 0, R, lo, j > 0);
-    const uint32_t ib = first_above(items, ia, R, hi, j == m);
-    if (ia >= ib) return -1;
-    const uint64_t base = ia ? cum[ia - 1] : 0, W = cum[ib - 1] - base;
-    /* the first retained item reaching half of the interval's retained weight */
-    uint32_t lo_i = ia, hi_i = ib - 1;
-    while (lo_i < hi_i) {
-        const uint32_t mid = lo_i + (hi_i - lo_i) / 2;
-        if (2 * (cum[mid] - base) < W) lo_i = mid + 1;
-        else hi_i = mid;
+    /* the open range of the interval: the first one from -inf, the last one to +inf */
+    const double olo = j == 0 ? -INFINITY : lo, ohi = j == m ? INFINITY : hi;
+    /* the chunk's items inside, and below */
+    size_t fa = 0, fb = 0;
+    double fresh_below = 0.0;
+    if (cx->chunk) {
+        if (!(cx->has_fresh && cx->fresh_lo <= olo && ohi <= cx->fresh_hi) && !gather_fresh(cx, olo, ohi))
+            return -1;
+        fa = first_above(cx->fresh, 0, cx->fresh_len, olo, 1);
+        fb = first_above(cx->fresh, fa, cx->fresh_len, ohi, 0);
+        fresh_below = (double)(cx->fresh_le_lo + fa);
     }
-    const double s = items[lo_i];
-    const uint32_t s_beg = first_above(items, ia, ib, s, 0), s_end = first_above(items, s_beg, ib, s, 1);
-    const double w_left = (double)((s_beg ? cum[s_beg - 1] : 0) - base);
-    const double w_at = (double)(cum[s_end - 1] - (s_beg ? cum[s_beg - 1] : 0));
-    const double c = (double)bk->open[j];
-    double at, left;
-    if (!sk->compacted) { /* the compactors are exact: so is the split */
-        at = c * (w_at / (double)W);
-        left = c * (w_left / (double)W);
-    } else {
-        /* the items already held go to the open parts (a compactor weight says
-         * little about how many equal s); s is counted exactly from now on */
-        at = 0.0;
-        /* the compactors' estimate and its spread (each retained item of weight w
-         * stands for w items somewhere near it: a variance of about w^2 / 4;
-         * items of level 0 and weighted items above every compaction are exact) */
-        double w2 = 0.0;
-        const double sampled = ldexp(1.0, sk->compacted); /* heavier items are exact */
-        for (uint32_t i = ia; i < ib; i++) {
-            const double w = (double)(cum[i] - (i ? cum[i - 1] : 0));
-            if (w > 1.0 && w <= sampled) w2 += w * w;
+    const double c = (double)bk->open[j], c_fresh = (double)(fb - fa), c_old = c - c_fresh;
+    /* the compactors' items in the interval: (lo, hi), the first one from min, the last one to max */
+    const double *items = cx->items;
+    const uint64_t *cum = cx->cum;
+    const uint32_t ia = (uint32_t)first_above(items, 0, cx->R, lo, j > 0);
+    const uint32_t ib = (uint32_t)first_above(items, ia, cx->R, hi, j == m);
+    const uint64_t base = ia ? cum[ia - 1] : 0, W = ib > ia ? cum[ib - 1] - base : 0;
+    double s;
+    if (fb > fa && (c_fresh >= c_old || W == 0)) {
+        s = cx->fresh[fa + (fb - fa) / 2];
+    } else if (W > 0) { /* the first retained item reaching half of the interval's retained weight */
+        uint32_t lo_i = ia, hi_i = ib - 1;
+        while (lo_i < hi_i) {
+            const uint32_t mid = lo_i + (hi_i - lo_i) / 2;
+            if (2 * (cum[mid] - base) < W) lo_i = mid + 1;
+            else hi_i = mid;
         }
-        const double rest_w = (double)W - w_at, scale = (c - at) / (rest_w > 0.0 ? rest_w : 1.0);
-        const double kll_left = w_left * scale, spread = 0.5 * sqrt(w2) * scale;
-        /* the cubic, unless the compactors refute it */
-        left = (c - at) * local_fraction(sk, j, s);
-        if (!(fabs(left - kll_left) <= QS_BK_Z * spread)) left = kll_left;
-        /* clip the count below s to the compactors' guaranteed interval there */
-        const double step_below = (double)(s_beg ? cum[s_beg - 1] : 0);
-        const double lo_left = step_below - eps_n - before, hi_left = step_below + eps_n - before;
-        if (left < lo_left) left = lo_left;
-        if (left > hi_left) left = hi_left;
+        s = items[lo_i];
+    } else {
+        return -1;
     }
-    uint64_t a = round_count(at, bk->open[j]);
-    uint64_t l = round_count(left, bk->open[j] - a);
+    /* the chunk's items: exact */
+    const size_t f_lt = first_above(cx->fresh ? cx->fresh : items, fa, fb, s, 0);
+    const size_t f_le = first_above(cx->fresh ? cx->fresh : items, f_lt, fb, s, 1);
+    uint64_t a = (uint64_t)(f_le - f_lt), l = (uint64_t)(f_lt - fa);
+    const uint64_t old = bk->open[j] - (uint64_t)(fb - fa); /* counts beyond 2^53: in integers */
+    /* the items counted before the chunk: estimated */
+    if (old > 0) {
+        const uint32_t s_beg = (uint32_t)first_above(items, ia, ib, s, 0);
+        const uint32_t s_end = (uint32_t)first_above(items, s_beg, ib, s, 1);
+        const double w_left = (double)((s_beg ? cum[s_beg - 1] : 0) - base);
+        const double w_at = (double)((s_end ? cum[s_end - 1] : 0) - (s_beg ? cum[s_beg - 1] : 0));
+        double at_old = 0.0, left_old;
+        if (!sk->compacted && W > 0) { /* the compactors are exact: so is the split */
+            at_old = c_old * (w_at / (double)W);
+            left_old = c_old * (w_left / (double)W);
+        } else {
+            /* the items already held go to the open parts (a compactor weight says
+             * little about how many equal s); s is counted exactly from now on.
+             * The cubic divides them, unless the compactors refute it: each
+             * retained item of weight w stands for w items somewhere near it, a
+             * variance of about w^2 / 4 (items of level 0 and weighted items
+             * above every compaction are exact) */
+            left_old = c_old * local_fraction(sk, j, s);
+            if (W > 0) {
+                double w2 = 0.0, w_at_sampled = 0.0;
+                const double sampled = ldexp(1.0, sk->compacted); /* heavier items are exact */
+                for (uint32_t i = ia; i < ib; i++) {
+                    const double w = (double)(cum[i] - (i ? cum[i - 1] : 0));
+                    if (w > 1.0 && w <= sampled) {
+                        w2 += w * w;
+                        if (i >= s_beg && i < s_end) w_at_sampled += w;
+                    }
+                }
+                /* a sampled item at s stands for items on both sides of it (an
+                 * exact one is all at s) */
+                const double scale = c_old / (double)W;
+                const double kll_left = (w_left + 0.5 * w_at_sampled) * scale;
+                const double spread = 0.5 * sqrt(w2) * scale;
+                /* when the chunk brings much of the interval, the stream is not
+                 * stationary here, and a cubic through counts that mostly hold
+                 * the chunk says nothing of the items before it */
+                const double z = c_fresh > 0.25 * c_old ? 0.0 : QS_BK_Z;
+                if (!(fabs(left_old - kll_left) <= z * spread)) left_old = kll_left;
+            }
+            /* clip the count below s to the compactors' guaranteed interval there */
+            const double step_below = (double)(s_beg ? cum[s_beg - 1] : 0);
+            const double before_old = before - fresh_below;
+            const double lo_left = step_below - cx->eps_n - before_old;
+            const double hi_left = step_below + w_at + cx->eps_n - before_old;
+            if (left_old < lo_left) left_old = lo_left;
+            if (left_old > hi_left) left_old = hi_left;
+        }
+        /* the older items lie within the range they had before the chunk */
+        if (s > cx->old_max) left_old = c_old;
+        if (s <= cx->old_min) left_old = 0.0;
+        const uint64_t a_old = round_count(at_old, old);
+        a += a_old;
+        l += round_count(left_old, old - a_old);
+    }
     /* [min, s) is empty when s = min, and (s, max] when s = max: what an
      * estimate put there equals s (an all-equal stream is one point mass) */
     if (j == 0 && s == sk->min) {
@@ -426,7 +534,7 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, const double *items, const
     }
     if (j == m && s == sk->max) a = bk->open[j] - l;
     if (m == bk->cap) { /* make room: join the lightest pair (never j's own boundaries) */
-        const int64_t i = lightest_join(bk, limit_base, (double)sk->n, 1, j);
+        const int64_t i = lightest_join(bk, cx->base, cx->n, 1, j);
         if (i < 0) return -1;
         join_at(bk, (uint32_t)i);
         if ((uint32_t)i < j) j--;
@@ -444,10 +552,9 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, const double *items, const
 }
 
 /* Whether some interval holds more than its limit (an O(m) pass). */
-static int over_limit(const qs_kll *sk)
+static int over_limit(const qs_buckets *bk, double n)
 {
-    const qs_buckets *bk = &sk->bk;
-    const double n = (double)sk->n, base = layer_base(n, bk->cap);
+    const double base = layer_base(n, bk->cap);
     double before = 0.0;
     for (uint32_t j = 0; j <= bk->m; j++) {
         const double c = (double)bk->open[j];
@@ -457,29 +564,30 @@ static int over_limit(const qs_kll *sk)
     return 0;
 }
 
-void qs_bk_rebalance(qs_kll *sk, int mode)
+/* Split every interval over its limit, with n items in the layer and
+ * chunk[0..len) of them not yet in the compactors. */
+static void rebalance(qs_kll *sk, uint64_t n_items, const double *chunk, size_t len, double old_min,
+                      double old_max)
 {
     qs_buckets *bk = &sk->bk;
-    if (!bk->cap || sk->n == 0) return;
-    if (mode != QS_BK_FORCE && sk->n < bk->next_check) return;
-    /* checked again after n/512 more items: an interval that cannot be split
-     * yet (no retained item inside, no room) costs one O(m) pass per check */
-    bk->next_check = sk->n + (sk->n / 512 > 64 ? sk->n / 512 : 64);
-    if (mode != QS_BK_FORCE && !over_limit(sk)) return;
-    const double n = (double)sk->n;
-    const double base = layer_base(n, bk->cap);
-    const double *items;
-    const uint64_t *cum;
-    uint32_t R;
-    if (qs_kll_sorted_view(sk, &items, &cum, &R) != QS_OK || R == 0) return;
-    const double eps_n = qs_kll_normalized_rank_error(sk->k, 0) * n;
+    split_ctx cx;
+    memset(&cx, 0, sizeof cx);
+    if (qs_kll_sorted_view(sk, &cx.items, &cx.cum, &cx.R) != QS_OK) return;
+    if (cx.R == 0 && len == 0) return;
+    cx.n = (double)n_items;
+    cx.base = layer_base(cx.n, bk->cap);
+    cx.eps_n = qs_kll_normalized_rank_error(sk->k, 0) * (double)(sk->n);
+    cx.chunk = len ? chunk : NULL;
+    cx.chunk_len = len;
+    cx.old_min = old_min;
+    cx.old_max = old_max;
     int changed = 0;
     uint32_t budget = 4 * bk->cap + 16; /* splits per rebalance */
     double before = 0.0; /* items below interval j */
     for (uint32_t j = 0; j <= bk->m;) {
         const double c = (double)bk->open[j];
-        if (budget && c > interval_limit(base, (before + 0.5 * c) / n)) {
-            const int64_t left = split_interval(sk, j, items, cum, R, base, eps_n, before);
+        if (budget && c > interval_limit(cx.base, (before + 0.5 * c) / cx.n)) {
+            const int64_t left = split_interval(sk, j, &cx, before);
             if (left >= 0) { /* the items below its left part are the same: check that part again */
                 j = (uint32_t)left;
                 budget--;
@@ -490,7 +598,39 @@ void qs_bk_rebalance(qs_kll *sk, int mode)
         before += c + (j < bk->m ? (double)bk->atom[j] : 0.0);
         j++;
     }
+    free(cx.fresh);
     if (changed) qs_invalidate(sk);
+}
+
+/* Checked again after n/512 more items: an interval that cannot be split yet
+ * (no item inside to split at, no room) costs one O(m) pass per check. */
+static int due(qs_buckets *bk, uint64_t n, int mode)
+{
+    if (mode != QS_BK_FORCE && n < bk->next_check) return 0;
+    bk->next_check = n + (n / 512 > 64 ? n / 512 : 64);
+    return mode == QS_BK_FORCE || over_limit(bk, (double)n);
+}
+
+void qs_bk_rebalance(qs_kll *sk, int mode)
+{
+    if (!sk->bk.cap || sk->n == 0 || !due(&sk->bk, sk->n, mode)) return;
+    rebalance(sk, sk->n, NULL, 0, sk->min, sk->max);
+}
+
+void qs_bk_rebalance_chunk(qs_kll *sk, const double *chunk, size_t len, double old_min, double old_max)
+{
+    const uint64_t n = sk->n + len;
+    if (!sk->bk.cap || n == 0 || !due(&sk->bk, n, QS_BK_CHECK)) return;
+    rebalance(sk, n, chunk, len, old_min, old_max);
+}
+
+void qs_bk_uncount(qs_buckets *bk, const double *x, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        const uint32_t j = boundaries_below(bk->bound, bk->m, x[i]);
+        if (j < bk->m && bk->bound[j] == x[i]) bk->atom[j]--;
+        else bk->open[j]--;
+    }
 }
 
 /*
@@ -633,47 +773,141 @@ overflow:
     return 1;
 }
 
-qs_status qs_bk_view(const qs_kll *sk, qs_est_view *v)
+/*
+ * The layer's knots before refinement: min (unless it is a boundary), the
+ * boundaries, max (likewise), each with the counts below and at it.  Returns
+ * how many.
+ */
+static uint32_t coarse_knots(const qs_kll *sk, double *x, double *lo, double *hi)
 {
     const qs_buckets *bk = &sk->bk;
     const uint32_t m = bk->m;
-    qs_status st = qs_est_reserve(v, m + 2);
-    if (st != QS_OK) return st;
-    double *mass = malloc(((size_t)m + 2) * sizeof(double));
-    if (!mass) return QS_ENOMEM;
-    /* knots: min (unless it is a boundary), the boundaries, max (likewise) */
     uint32_t K = 0;
     double below = 0.0;
     if (m == 0 && !(sk->min < sk->max)) { /* every item is one value */
-        v->x[0] = sk->min;
-        v->lo[0] = 0.0;
-        v->hi[0] = (double)sk->n;
-        K = 1;
-    } else {
-        if (m == 0 || sk->min < bk->bound[0]) {
-            v->x[K] = sk->min;
-            v->lo[K] = v->hi[K] = 0.0;
-            K++;
-        }
-        for (uint32_t i = 0; i < m; i++) {
-            below += (double)bk->open[i];
-            v->x[K] = bk->bound[i];
-            v->lo[K] = below;
-            below += (double)bk->atom[i];
-            v->hi[K] = below;
-            K++;
-        }
-        if (m == 0 || sk->max > bk->bound[m - 1]) {
-            below += (double)bk->open[m];
-            v->x[K] = sk->max;
-            v->lo[K] = v->hi[K] = below;
-            K++;
-        }
+        x[0] = sk->min;
+        lo[0] = 0.0;
+        hi[0] = (double)sk->n;
+        return 1;
     }
-    v->size = K;
-    for (uint32_t s = 0; s + 1 < K; s++) mass[s] = v->lo[s + 1] - v->hi[s];
-    for (uint32_t s = 0; s + 1 < K; s++) qs_pchip_segment(v->x, mass, K, s, &v->sa[s], &v->sb[s]);
-    free(mass);
+    if (m == 0 || sk->min < bk->bound[0]) {
+        x[K] = sk->min;
+        lo[K] = hi[K] = 0.0;
+        K++;
+    }
+    for (uint32_t i = 0; i < m; i++) {
+        below += (double)bk->open[i];
+        x[K] = bk->bound[i];
+        lo[K] = below;
+        below += (double)bk->atom[i];
+        hi[K] = below;
+        K++;
+    }
+    if (m == 0 || sk->max > bk->bound[m - 1]) {
+        below += (double)bk->open[m];
+        x[K] = sk->max;
+        lo[K] = hi[K] = below;
+        K++;
+    }
+    return K;
+}
+
+/*
+ * Refine segment s of the coarse view (knots cx, masses mass, slopes) with
+ * the retained items strictly inside it, items[ia..ib): each distinct value
+ * y becomes a knot at the cubic's count below y, unless the compactors refute
+ * the cubic there by more than QS_BK_Z standard deviations; then the count is
+ * clipped to their estimate +- that.  Appends the knots to v after v->size
+ * (lo = hi: no point mass) and returns 1 if any was clipped, else appends
+ * nothing and returns 0.
+ */
+static int refine_segment(const qs_kll *sk, qs_est_view *v, const double *cx, const double *mass,
+                          uint32_t s, double sa, double sb, double start, const double *items,
+                          const uint64_t *cum, uint32_t ia, uint32_t ib)
+{
+    const double M = mass[s];
+    const uint64_t base = ia ? cum[ia - 1] : 0, W = cum[ib - 1] - base;
+    if (!(M > 0.0) || W == 0) return 0;
+    double w2 = 0.0;
+    const double sampled = ldexp(1.0, sk->compacted); /* heavier items are exact */
+    for (uint32_t i = ia; i < ib; i++) {
+        const double w = (double)(cum[i] - (i ? cum[i - 1] : 0));
+        if (w > 1.0 && w <= sampled) w2 += w * w;
+    }
+    /* the retained items must account for the segment's count (else they
+     * stand for items outside it, or it holds items they do not show) */
+    if (2.0 * (double)W < M || (double)W > 2.0 * M) return 0;
+    const double scale = M / (double)W;
+    const double tol = QS_BK_VIEW_Z * 0.5 * (sqrt(w2) * scale + fabs(M - (double)W));
+    uint32_t K = v->size;
+    int clipped = 0;
+    for (uint32_t i = ia; i < ib;) {
+        const double y = items[i];
+        const double lo_w = (double)((i ? cum[i - 1] : 0) - base);
+        uint32_t e = i + 1;
+        while (e < ib && items[e] == y) e++;
+        const double hi_w = (double)(cum[e - 1] - base);
+        const double kll = 0.5 * (lo_w + hi_w) * scale;
+        double r = M * hermite(value_fraction(cx[s], cx[s + 1], y), sa, sb);
+        if (r < kll - tol) {
+            r = kll - tol;
+            clipped = 1;
+        } else if (r > kll + tol) {
+            r = kll + tol;
+            clipped = 1;
+        }
+        v->x[K] = y;
+        v->lo[K] = v->hi[K] = start + r;
+        K++;
+        i = e;
+    }
+    if (clipped) v->size = K;
+    return clipped;
+}
+
+qs_status qs_bk_view(qs_kll *sk, qs_est_view *v)
+{
+    const uint32_t m = sk->bk.m;
+    const double *items = NULL;
+    const uint64_t *cum = NULL;
+    uint32_t R = 0;
+    /* the compactors refine the cubic only once they sample (else the layer is exact) */
+    if (sk->compacted) {
+        qs_status st = qs_kll_sorted_view(sk, &items, &cum, &R);
+        if (st != QS_OK) return st;
+    }
+    qs_status st = qs_est_reserve(v, m + 2 + R);
+    if (st != QS_OK) return st;
+    double *buf = malloc(((size_t)m + 2) * 6 * sizeof(double));
+    if (!buf) return QS_ENOMEM;
+    double *cx = buf, *clo = cx + m + 2, *chi = clo + m + 2, *mass = chi + m + 2, *csa = mass + m + 2,
+           *csb = csa + m + 2;
+    const uint32_t K0 = coarse_knots(sk, cx, clo, chi);
+    for (uint32_t s = 0; s + 1 < K0; s++) mass[s] = clo[s + 1] - chi[s];
+    for (uint32_t s = 0; s + 1 < K0; s++) qs_pchip_segment(cx, mass, K0, s, &csa[s], &csb[s]);
+    /* coarse knots with the refined ones of each segment between them */
+    v->size = 0;
+    uint32_t i = 0; /* the first retained item not below the current knot */
+    for (uint32_t s = 0; s < K0; s++) {
+        v->x[v->size] = cx[s];
+        v->lo[v->size] = clo[s];
+        v->hi[v->size] = chi[s];
+        v->size++;
+        if (s + 1 == K0 || R == 0) continue;
+        while (i < R && items[i] <= cx[s]) i++;
+        uint32_t e = i;
+        while (e < R && items[e] < cx[s + 1]) e++;
+        if (e > i) refine_segment(sk, v, cx, mass, s, csa[s], csb[s], chi[s], items, cum, i, e);
+        i = e;
+    }
+    free(buf);
+    /* slopes of the (possibly refined) knots: segment masses between them */
+    const uint32_t K = v->size;
+    double *seg = malloc(((size_t)K + 1) * sizeof(double));
+    if (!seg) return QS_ENOMEM;
+    for (uint32_t s = 0; s + 1 < K; s++) seg[s] = v->lo[s + 1] - v->hi[s];
+    for (uint32_t s = 0; s + 1 < K; s++) qs_pchip_segment(v->x, seg, K, s, &v->sa[s], &v->sb[s]);
+    free(seg);
     v->valid = 1;
     return QS_OK;
 }

@@ -820,7 +820,10 @@ static int bulk_scratch_alloc(bulk_scratch *b)
     return b->chunk && b->work && b->ids && b->out && b->targets && b->rel;
 }
 
-static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b)
+/* Ingest chunk b->chunk[0..c) with values in [lo, hi]: the layer counts it and
+ * splits with it in hand (it is exact there), then its survivors enter the
+ * compactors.  On failure the sketch is as it was. */
+static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b, double lo, double hi)
 {
     const uint32_t S = bulk_survivors(sk->k);
     const uint32_t step = c / S;
@@ -832,6 +835,14 @@ static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b)
     double splitters[QS_SELECT_BUCKETS - 1];
     const int classified = qs_select_many(b->chunk, c, b->targets, S, b->out, b->work, b->ids,
                                           b->rel, sk->bk.cap ? splitters : NULL);
+
+    const double saved_min = sk->min, saved_max = sk->max;
+    note_range(sk, lo, hi);
+    if (sk->bk.cap) { /* the chunk is a permutation of what it was */
+        if (classified) qs_bk_count_classified(&sk->bk, b->chunk, c, b->ids, splitters);
+        else qs_bk_count(&sk->bk, b->chunk, c);
+        qs_bk_rebalance_chunk(sk, b->chunk, c, saved_min, saved_max);
+    }
 
     const double *levels[QS_KLL_MAX_LEVELS];
     uint32_t sizes[QS_KLL_MAX_LEVELS];
@@ -846,13 +857,14 @@ static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b)
     qs_status st = merge_levels(sk, levels, sizes, level + 1, sk->k);
     if (st != QS_OK) {
         sk->rng = saved;
+        if (sk->bk.cap) qs_bk_uncount(&sk->bk, b->chunk, c);
+        sk->min = saved_min;
+        sk->max = saved_max;
+        qs_invalidate(sk);
         return st;
     }
     if (level > sk->compacted) sk->compacted = (uint8_t)level; /* the chunk was halved up to level */
-    if (sk->bk.cap) { /* the chunk is a permutation of what it was; counted once it is in */
-        if (classified) qs_bk_count_classified(&sk->bk, b->chunk, c, b->ids, splitters);
-        else qs_bk_count(&sk->bk, b->chunk, c);
-    }
+    qs_invalidate(sk);
     return QS_OK;
 }
 
@@ -919,16 +931,11 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
                 }
                 break;
             }
-            st = ingest_chunk(sk, c, &scratch);
+            st = ingest_chunk(sk, c, &scratch, lo, hi);
             if (st != QS_OK) break;
-            note_range(sk, lo, hi);
             sk->n += c;
             sk->nan_count += nans;
             i = j;
-            if (sk->bk.cap) {
-                qs_invalidate(sk);
-                qs_bk_rebalance(sk, QS_BK_CHECK);
-            }
         } else {
             /* item by item, re-checking for the bulk path every QS_CHUNK_MIN items */
             const size_t stop = len - i > QS_CHUNK_MIN ? i + QS_CHUNK_MIN : len;

@@ -141,12 +141,19 @@ void qs_bk_count_classified(qs_buckets *bk, const double *x, size_t len, const u
  * items (an O(m) pass); QS_BK_FORCE now. */
 enum { QS_BK_CHECK = 1, QS_BK_FORCE = 2 };
 void qs_bk_rebalance(qs_kll *sk, int mode);
+/* The same check after chunk[0..len) was counted by the layer and before it
+ * enters the compactors (sk->n does not include it yet; the items before it
+ * lay in [old_min, old_max]): splits divide the chunk's items exactly. */
+void qs_bk_rebalance_chunk(qs_kll *sk, const double *chunk, size_t len, double old_min,
+                           double old_max);
+/* Take back qs_bk_count(bk, x, len) (when the compactors could not take x). */
+void qs_bk_uncount(qs_buckets *bk, const double *x, size_t len);
 /* The merged layer of dst and src into out (cap = the smaller cap); dst and
  * src unchanged. */
 qs_status qs_bk_merged(const qs_kll *dst, const qs_kll *src, qs_buckets *out);
 int qs_bk_check(const qs_kll *sk, const char **message);
 /* The knots, masses and slopes of the layer's CDF (for the spline estimator). */
-qs_status qs_bk_view(const qs_kll *sk, qs_est_view *v);
+qs_status qs_bk_view(qs_kll *sk, qs_est_view *v);
 qs_status qs_est_reserve(qs_est_view *v, uint32_t n);
 
 /*

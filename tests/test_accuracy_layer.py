@@ -278,3 +278,39 @@ def test_property_invariants_and_clip(values, repeats, chunk, buckets, seed):
     assert_clipped(s, np.unique(np.concatenate([data, [data.min() - 1, data.max() + 1]])))
     t = KLLSketch.from_bytes(s.to_bytes())
     assert t.to_bytes() == s.to_bytes()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batch_splits_divide_the_chunk_exactly(seed):
+    """The batch path splits with the chunk in hand: a chunk of items above
+    everything held is divided exactly, so between any two boundaries above
+    the old max the count is the true one (4,096 items: one chunk here)."""
+    rng = np.random.default_rng(seed)
+    old = rng.normal(size=200_000)
+    run = rng.uniform(10.0, 11.0, 4096)
+    s = KLLSketch(80, seed=seed)
+    s.update(old)
+    assert s.is_estimation_mode  # the compactors sample: only the chunk can be exact
+    s.update(run)
+    bounds, open_, atom = s._buckets()
+    below = np.cumsum(open_)[:-1] + np.concatenate([[0], np.cumsum(atom)[:-1]])
+    above_old = bounds > old.max()
+    assert above_old.sum() >= 3  # the chunk was cut
+    data = np.sort(np.concatenate([old, run]))
+    true_below = np.searchsorted(data, bounds, "left")
+    diffs = np.diff(below[above_old].astype(np.int64))
+    assert np.array_equal(diffs, np.diff(true_below[above_old]))
+
+
+def test_sorted_stream_max_error_beats_the_step_function():
+    """Sorted input, batch: the layer's max error stays far below the
+    compactors' own (measured 0.065% against 0.74% of n at k = 80; the bound
+    leaves a 4x margin)."""
+    x = np.sort(np.random.default_rng(5).normal(size=1_000_000))
+    s = KLLSketch(80, seed=5)
+    s.update(x)
+    probes = x[np.linspace(0, x.size - 1, 1001).astype(np.int64)]
+    truth = exact_rank(x, probes, "inclusive", presorted=True)
+    spline = np.abs(s.rank(probes) - truth).max()
+    step = np.abs(s.rank(probes, estimator="step") - truth).max()
+    assert spline < 0.0025 and spline < step / 2
