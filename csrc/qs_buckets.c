@@ -411,6 +411,55 @@ static int gather_fresh(split_ctx *cx, double lo, double hi)
     return 1;
 }
 
+/*
+ * The boundary to remove to make room for a split: among the adjacent pairs
+ * whose joined interval stays within its limit (other than interval keep's
+ * own boundaries), the one with the least load plus the error the join makes:
+ * how far the joined interval's cubic misses the removed boundary's count,
+ * relative to the limit.  Joining across a gap between clusters would leave
+ * one cubic to span it; the lightest pair alone does not see that.  -1 if no
+ * pair fits.
+ */
+static int64_t room_join(const qs_kll *sk, double base, double n, int64_t keep)
+{
+    const qs_buckets *bk = &sk->bk;
+    const uint32_t m = bk->m;
+    int64_t best = -1;
+    double best_score = INFINITY, before = 0.0;
+    for (uint32_t i = 0; i < m; i++) {
+        const double a = (double)bk->open[i], at = (double)bk->atom[i], b = (double)bk->open[i + 1];
+        const double mass = a + at + b, limit = interval_limit(base, (before + 0.5 * mass) / n);
+        before += a + at;
+        if (mass > limit || (int64_t)i == keep || (int64_t)i == keep - 1) continue;
+        /* knots around the joined interval: boundary i removed */
+        double x[4], seg[3];
+        uint32_t K = 0, jj = 0;
+        if (i >= 1) {
+            x[K] = i >= 2 ? bk->bound[i - 2] : sk->min;
+            seg[K++] = (double)bk->open[i - 1];
+        }
+        jj = K;
+        x[K] = i >= 1 ? bk->bound[i - 1] : sk->min;
+        seg[K++] = mass;
+        x[K] = i + 1 < m ? bk->bound[i + 1] : sk->max;
+        if (i + 1 < m) {
+            seg[K++] = (double)bk->open[i + 2];
+            x[K] = i + 2 < m ? bk->bound[i + 2] : sk->max;
+        }
+        K++;
+        double sa, sb;
+        qs_pchip_segment(x, seg, K, jj, &sa, &sb);
+        const double err = fabs(mass * hermite(value_fraction(x[jj], x[jj + 1], bk->bound[i]), sa, sb) -
+                                (a + 0.5 * at));
+        const double score = (mass + err) / limit;
+        if (score < best_score) {
+            best_score = score;
+            best = i;
+        }
+    }
+    return best;
+}
+
 /* First index in [lo, hi) of a with a[i] > x (strict) or >= x. */
 static size_t first_above(const double *a, size_t lo, size_t hi, double x, int strict)
 {
@@ -454,7 +503,13 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
     const uint32_t ib = (uint32_t)first_above(items, ia, cx->R, hi, j == m);
     const uint64_t base = ia ? cum[ia - 1] : 0, W = ib > ia ? cum[ib - 1] - base : 0;
     double s;
-    if (fb > fa && (c_fresh >= c_old || W == 0)) {
+    if (fb > fa && c_old > 0.0 && j == m && cx->fresh[fa] > cx->old_max) {
+        /* the chunk lies beyond everything before it (a shift, a sorted run):
+         * the boundary goes between them, and both sides are exact */
+        s = cx->fresh[fa];
+    } else if (fb > fa && c_old > 0.0 && j == 0 && cx->fresh[fb - 1] < cx->old_min) {
+        s = cx->fresh[fb - 1];
+    } else if (fb > fa && (c_fresh >= c_old || W == 0)) {
         s = cx->fresh[fa + (fb - fa) / 2];
     } else if (W > 0) { /* the first retained item reaching half of the interval's retained weight */
         uint32_t lo_i = ia, hi_i = ib - 1;
@@ -534,7 +589,7 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
     }
     if (j == m && s == sk->max) a = bk->open[j] - l;
     if (m == bk->cap) { /* make room: join the lightest pair (never j's own boundaries) */
-        const int64_t i = lightest_join(bk, cx->base, cx->n, 1, j);
+        const int64_t i = room_join(sk, cx->base, cx->n, j);
         if (i < 0) return -1;
         join_at(bk, (uint32_t)i);
         if ((uint32_t)i < j) j--;
