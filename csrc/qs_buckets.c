@@ -65,6 +65,11 @@
  * cubic unless the compactors refute it by this many; 1 would let their noise
  * through on smooth data (measured: 4x the max error on log_uniform_squared). */
 #define QS_BK_VIEW_Z 3.0
+/* A chunk is fenced in when this much of the compactors' weight in the
+ * interval lies beyond it on one side. */
+#ifndef QS_BK_FENCE
+#define QS_BK_FENCE 0.1
+#endif
 
 /*
  * The most items interval j may hold: like t-digest's scale function, the
@@ -312,7 +317,7 @@ static double open_fraction(const double *x, const double *mass, uint32_t K, uin
 {
     double sa, sb;
     qs_pchip_segment(x, mass, K, j, &sa, &sb);
-    return hermite(value_fraction(x[j], x[j + 1], s), sa, sb);
+    return hermite(layer_fraction(x[j], x[j + 1], s), sa, sb);
 }
 
 /* open_fraction from the layer itself: only the knots j - 1 .. j + 2 matter. */
@@ -418,7 +423,8 @@ static int gather_fresh(split_ctx *cx, double lo, double hi)
  * how far the joined interval's cubic misses the removed boundary's count,
  * relative to the limit.  Joining across a gap between clusters would leave
  * one cubic to span it; the lightest pair alone does not see that.  -1 if no
- * pair fits.
+ * pair fits or every fitting join would miss by more than a quarter of its
+ * limit (the split then waits).
  */
 static int64_t room_join(const qs_kll *sk, double base, double n, int64_t keep)
 {
@@ -449,10 +455,11 @@ static int64_t room_join(const qs_kll *sk, double base, double n, int64_t keep)
         K++;
         double sa, sb;
         qs_pchip_segment(x, seg, K, jj, &sa, &sb);
-        const double err = fabs(mass * hermite(value_fraction(x[jj], x[jj + 1], bk->bound[i]), sa, sb) -
+        const double err = fabs(mass * hermite(layer_fraction(x[jj], x[jj + 1], bk->bound[i]), sa, sb) -
                                 (a + 0.5 * at));
         const double score = (mass + err) / limit;
-        if (score < best_score) {
+        /* a join that costs a quarter of a limit is worse than a split waiting */
+        if (score < best_score && err <= 0.25 * limit) {
             best_score = score;
             best = i;
         }
@@ -511,6 +518,23 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
         s = cx->fresh[fb - 1];
     } else if (fb > fa && (c_fresh >= c_old || W == 0)) {
         s = cx->fresh[fa + (fb - fa) / 2];
+        /* the chunk falls inside a narrower range than the items before it
+         * (a zoom-in, a cluster inside a cluster): fence it in first, so that
+         * neither side mixes a dense new cluster with the old items around it
+         * (a cubic cannot follow that) */
+        const double f_lo = cx->fresh[fa], f_hi = cx->fresh[fb - 1];
+        const uint32_t i_lo = (uint32_t)first_above(items, ia, ib, f_lo, 0);
+        const uint32_t i_hi = (uint32_t)first_above(items, ia, ib, f_hi, 1);
+        const double w_below = (double)((i_lo ? cum[i_lo - 1] : 0) - base);
+        const double w_above = (double)(ib > i_hi ? cum[ib - 1] - (i_hi ? cum[i_hi - 1] : 0) : 0);
+        /* beyond it: by the compactors' weights, or by the interval's width
+         * (they may hold no item of a few old ones) */
+        const double g_lo = layer_fraction(lo, hi, f_lo), g_hi = layer_fraction(lo, hi, f_hi);
+        if (c_old > 0.0 && f_lo > sk->min && (w_below >= QS_BK_FENCE * (double)W || g_lo >= QS_BK_FENCE))
+            s = f_lo;
+        else if (c_old > 0.0 && f_hi < sk->max &&
+                 (w_above >= QS_BK_FENCE * (double)W || g_hi <= 1.0 - QS_BK_FENCE))
+            s = f_hi;
     } else if (W > 0) { /* the first retained item reaching half of the interval's retained weight */
         uint32_t lo_i = ia, hi_i = ib - 1;
         while (lo_i < hi_i) {
@@ -903,7 +927,7 @@ static int refine_segment(const qs_kll *sk, qs_est_view *v, const double *cx, co
         while (e < ib && items[e] == y) e++;
         const double hi_w = (double)(cum[e - 1] - base);
         const double kll = 0.5 * (lo_w + hi_w) * scale;
-        double r = M * hermite(value_fraction(cx[s], cx[s + 1], y), sa, sb);
+        double r = M * hermite(layer_fraction(cx[s], cx[s + 1], y), sa, sb);
         if (r < kll - tol) {
             r = kll - tol;
             clipped = 1;

@@ -441,7 +441,8 @@ qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive
                 r = n;
             } else {
                 const size_t j = c - 1;
-                double g = value_fraction(v->x[j], v->x[j + 1], qi);
+                double g = clip ? layer_fraction(v->x[j], v->x[j + 1], qi)
+                                : value_fraction(v->x[j], v->x[j + 1], qi);
                 if (learned) g = hermite(g, v->sa[j], v->sb[j]);
                 r = v->hi[j] + (v->lo[j + 1] - v->hi[j]) * g;
             }
@@ -456,12 +457,14 @@ qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive
     return QS_OK;
 }
 
-/* The value at fraction g of the way through segment j (inverse of the rank). */
-static double segment_value(const qs_est_view *v, size_t j, double g, int learned)
+/* The value at fraction g of the way through segment j (inverse of the rank;
+ * layer: the accuracy layer's view, whose wide segments are in log|x|). */
+static double segment_value(const qs_est_view *v, size_t j, double g, int learned, int layer)
 {
     const double a = v->x[j], b = v->x[j + 1];
     if (!isfinite(a) || !isfinite(b)) return isfinite(a) ? a : b;
     const double t = learned ? hermite_inverse(g, v->sa[j], v->sb[j]) : g;
+    if (layer) return layer_value(a, b, t);
     const double x = 2.0 * (a * 0.5 + t * (b * 0.5 - a * 0.5));
     return x < a ? a : (x > b ? b : x);
 }
@@ -513,7 +516,7 @@ qs_status qs_kll_quantile_est(qs_kll *sk, const double *p, size_t len, int inclu
                 } else {
                     double g = (ti - v->hi[k - 1]) / den;
                     g = g < 0.0 ? 0.0 : (g > 1.0 ? 1.0 : g);
-                    x = segment_value(v, k - 1, g, learned);
+                    x = segment_value(v, k - 1, g, learned, clip);
                 }
             }
             if (clip && pi > 0.0 && pi < 1.0) x = x < xlo[i] ? xlo[i] : (x > xhi[i] ? xhi[i] : x);

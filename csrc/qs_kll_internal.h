@@ -108,6 +108,39 @@ QS_INLINE double value_fraction(double a, double b, double q)
     return f < 0.0 ? 0.0 : (f > 1.0 ? 1.0 : f);
 }
 
+/*
+ * The accuracy layer's segments measure positions in log|x| when they span
+ * more than three orders of magnitude on one side of zero: no density is
+ * flat across such a span, and a cubic in x would put nearly all of the
+ * segment's items near its far end (measured: zoom_in's max error 0.85% of n
+ * in x, 0.60% in log|x|, every other stream unchanged).
+ */
+QS_INLINE int log_segment(double a, double b)
+{
+    return isfinite(a) && isfinite(b) && ((a > 0.0 && b > 1e3 * a) || (b < 0.0 && a < 1e3 * b));
+}
+
+/* Where q lies in layer segment (a, b), in [0, 1] (value_fraction, or in log|x|). */
+QS_INLINE double layer_fraction(double a, double b, double q)
+{
+    if (!log_segment(a, b)) return value_fraction(a, b, q);
+    const double la = log(fabs(a)), f = (log(fabs(q)) - la) / (log(fabs(b)) - la);
+    return f >= 0.0 ? (f > 1.0 ? 1.0 : f) : 0.0; /* also NaN (q = 0 cannot be inside) */
+}
+
+/* The inverse: the value at fraction t of layer segment (a, b). */
+QS_INLINE double layer_value(double a, double b, double t)
+{
+    double x;
+    if (log_segment(a, b)) {
+        const double la = log(fabs(a));
+        x = copysign(exp(la + t * (log(fabs(b)) - la)), a);
+    } else {
+        x = 2.0 * (a * 0.5 + t * (b * 0.5 - a * 0.5));
+    }
+    return x < a ? a : (x > b ? b : x);
+}
+
 /* The normalized Hermite cubic of one segment: g(0) = 0, g(1) = 1, slopes sa
  * and sb at the ends; monotone for slopes in [0, 3]. */
 QS_INLINE double hermite(double t, double sa, double sb)
