@@ -22,10 +22,13 @@
  *     counted a chunk and before the chunk enters the compactors, so the
  *     chunk's items divide exactly and only the items held before it are
  *     estimated, from compactors not yet blurred by the chunk's survivors;
- *   - where: at the median of the chunk's items inside it when they are the
+ *   - where: at the edge of the chunk when it lies beyond everything before
+ *     it in an end interval; at the edge of its range (a fence) when it is
+ *     the larger part of an interval but a tenth of the interval lies beyond
+ *     it; else at the median of the chunk's items inside it when they are the
  *     larger part, else at the weighted median of the retained items inside
- *     it (a data value either way, so that heavy values become boundaries
- *     and are counted exactly from then on);
+ *     it (a data value always, so that heavy values become boundaries and
+ *     are counted exactly from then on);
  *   - how the older items divide: exactly while the compactors are exact;
  *     then by the monotone cubic (PCHIP) through the cumulative counts of
  *     the buckets, unless the compactors' own estimate refutes it by more
@@ -35,9 +38,9 @@
  *     a zoom-in attack fill an interval unlike its neighbours).  Either way
  *     the count below the split value is clipped to the compactors'
  *     guaranteed interval there;
- *   - room: when all boundaries are in use, the adjacent pair whose joined
- *     interval is lightest relative to its limit (and within it) is joined,
- *     which is exact.
+ *   - room: when all boundaries are in use, an adjacent pair is joined
+ *     (exact): the one within its limit with the least load plus the error
+ *     its joined cubic makes at the removed boundary (room_join).
  *
  * Estimates (qs_interp.c, estimator "spline") follow the same cubic through
  * the cumulative counts with the boundaries' point masses (refined inside a
