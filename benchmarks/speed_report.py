@@ -42,6 +42,7 @@ except ImportError:  # the report then covers qsketch alone
 
 K = 200
 SEED = 20240611
+PLAIN = "plain KLL"  # the extra callable of a row: the same operation with buckets=0
 REPO = Path(__file__).resolve().parent.parent
 
 FULL = dict(
@@ -126,13 +127,17 @@ def build_cases(cfg, have_peer):
     rng = np.random.default_rng(SEED)
     cases = []
     new_qs = lambda seed=1: qsketch.KLLSketch(K, seed=seed)  # noqa: E731
+    # The plain KLL sketch, without the accuracy layer, timed in the same
+    # repeats as the default one wherever the layer does work (updates, merges,
+    # bytes): what the layer costs.
+    new_plain = lambda seed=1: qsketch.KLLSketch(K, seed=seed, buckets=0)  # noqa: E731
 
     # Batch update of one big numpy array, with np.sort as the physical reference.
     x = rng.standard_normal(cfg["n_batch"])
     x_peer = np.array(x, copy=True)  # DataSketches wants a writable float64 array
 
-    def qs_batch():
-        s = new_qs()
+    def qs_batch(new=new_qs):
+        s = new()
         s.update(x)
         return s
 
@@ -144,15 +149,15 @@ def build_cases(cfg, have_peer):
     cases.append(Case(
         "batch", f"Batch update, {_fmt_n(cfg['n_batch'])} float64 in one numpy array",
         qs_batch, peer_batch if have_peer else None, target=3.0, items=cfg["n_batch"],
-        ref={"np.sort": lambda: np.sort(x)},
+        ref={"np.sort": lambda: np.sort(x), PLAIN: lambda: qs_batch(new_plain)},
     ))
 
     # Per-item update(x) from a Python loop over Python floats.  Ends with a
     # read of n, which makes qsketch flush any scalar updates it staged.
     items = rng.standard_normal(cfg["n_item"]).tolist()
 
-    def qs_items():
-        s = new_qs()
+    def qs_items(new=new_qs):
+        s = new()
         upd = s.update
         for v in items:
             upd(v)
@@ -168,14 +173,15 @@ def build_cases(cfg, have_peer):
     cases.append(Case(
         "item", f"Per-item `update(x)` from a Python loop, {_fmt_n(cfg['n_item'])} Python floats",
         qs_items, peer_items if have_peer else None, target=1.0, items=cfg["n_item"],
+        ref={PLAIN: lambda: qs_items(new_plain)},
     ))
 
     # Micro-batches: many update(array) calls of `micro` items.
     y = rng.standard_normal(cfg["n_micro"])
     chunks = [y[i:i + cfg["micro"]] for i in range(0, y.size, cfg["micro"])]
 
-    def qs_micro():
-        s = new_qs()
+    def qs_micro(new=new_qs):
+        s = new()
         for c in chunks:
             s.update(c)
         return s
@@ -189,6 +195,7 @@ def build_cases(cfg, have_peer):
     cases.append(Case(
         "micro", f"Micro-batches of {cfg['micro']} items, {_fmt_n(cfg['n_micro'])} items in all",
         qs_micro, peer_micro if have_peer else None, items=cfg["n_micro"],
+        ref={PLAIN: lambda: qs_micro(new_plain)},
     ))
 
     # Queries on a sketch of n_query_sketch items.
@@ -244,20 +251,23 @@ def build_cases(cfg, have_peer):
     ))
 
     # Merging: only the merges are timed; the parts are built beforehand.
-    qs_parts, peer_parts = [], []
+    qs_parts, plain_parts, peer_parts = [], [], []
     for i in range(cfg["n_parts"]):
         part = rng.standard_normal(cfg["part_n"])
         s = new_qs(seed=1000 + i)
         s.update(part)
         qs_parts.append(s)
+        s = new_plain(seed=1000 + i)
+        s.update(part)
+        plain_parts.append(s)
         if have_peer:
             p = kll_doubles_sketch(K)
             p.update(part)
             peer_parts.append(p)
 
-    def qs_merge():
-        acc = new_qs(seed=0)
-        for p in qs_parts:
+    def qs_merge(new=new_qs, parts=qs_parts):
+        acc = new(seed=0)
+        for p in parts:
             acc.merge(p)
         return acc
 
@@ -270,6 +280,7 @@ def build_cases(cfg, have_peer):
     cases.append(Case(
         "merge", f"Merge {cfg['n_parts']} sketches of {_fmt_n(cfg['part_n'])} items each (merges only)",
         qs_merge, peer_merge if have_peer else None, target=1.0,
+        ref={PLAIN: lambda: qs_merge(new_plain, plain_parts)},
     ))
 
     # Serialization of a sketch of n_serde items.
@@ -277,6 +288,9 @@ def build_cases(cfg, have_peer):
     ssk = new_qs()
     ssk.update(w)
     blob = ssk.to_bytes()
+    plain_ssk = new_plain()
+    plain_ssk.update(w)
+    plain_blob = plain_ssk.to_bytes()
     psk2, pblob = None, None
     if have_peer:
         psk2 = kll_doubles_sketch(K)
@@ -284,12 +298,13 @@ def build_cases(cfg, have_peer):
         pblob = psk2.serialize()
     cases.append(Case(
         "serialize", f"Serialize a {_fmt_n(cfg['n_serde'])}-item sketch (`to_bytes` vs `serialize`)",
-        ssk.to_bytes, psk2.serialize if have_peer else None,
+        ssk.to_bytes, psk2.serialize if have_peer else None, ref={PLAIN: plain_ssk.to_bytes},
     ))
     cases.append(Case(
         "deserialize", f"Deserialize a {_fmt_n(cfg['n_serde'])}-item sketch (`from_bytes` vs `deserialize`)",
         lambda: qsketch.KLLSketch.from_bytes(blob),
         (lambda: kll_doubles_sketch.deserialize(pblob)) if have_peer else None,
+        ref={PLAIN: lambda: qsketch.KLLSketch.from_bytes(plain_blob)},
     ))
 
     sanity_check(cases, qsk, psk, queries, probs, splits, ssk, psk2, blob, pblob, cfg)
@@ -305,6 +320,11 @@ def sanity_check(cases, qsk, psk, queries, probs, splits, ssk, psk2, blob, pblob
     assert by_key["micro"].qs().n == cfg["n_micro"]
     assert by_key["merge"].qs().n == cfg["n_parts"] * cfg["part_n"]
     assert qsketch.KLLSketch.from_bytes(blob).n == ssk.n
+    assert qsketch.KLLSketch.from_bytes(blob).buckets == 2 * K
+    for key in ("batch", "micro", "merge"):
+        assert by_key[key].ref[PLAIN]().buckets == 0
+    assert by_key["item"].ref[PLAIN]() == cfg["n_item"]
+    assert by_key["deserialize"].ref[PLAIN]().buckets == 0
     if psk is None:
         return
     assert by_key["batch"].peer().n == cfg["n_batch"]
@@ -354,8 +374,9 @@ def render(cases, cfg, mode, command, have_peer):
     out.append("")
     out.append(
         "This page is generated by `benchmarks/speed_report.py`.  Each operation is timed with "
-        "`time.perf_counter` for qsketch's `KLLSketch` and for the peer, Apache DataSketches' "
-        f"`kll_doubles_sketch`, both at k = {K}, in the same run and interleaved: each of the "
+        f"`time.perf_counter` for qsketch's default sketch, `KLLSketch({K})` (the KLL compactors plus the "
+        f"accuracy layer of {2 * K} bucket boundaries with exact counts), and for the peer, Apache "
+        f"DataSketches' `kll_doubles_sketch`, both at k = {K}, in the same run and interleaved: each of the "
         f"{repeat} repeats times qsketch and the peer back to back (alternating which goes first), "
         "with the garbage collector off, and fast operations are looped so that one measurement lasts at "
         f"least {cfg['min_time'] * 1e3:.0f} ms.  The table shows the median time per call over the repeats "
@@ -407,6 +428,7 @@ def render(cases, cfg, mode, command, have_peer):
             peer_cell += f" ({tp / c.items * 1e9:.1f} ns/item)"
         out.append(f"| {c.label} | {qs_cell} | {peer_cell} | {ratio_s} | {target_s} | {met} | {spread} |")
     out.append("")
+    out.extend(plain_table(cases, have_peer))
     batch = next(c for c in cases if c.key == "batch")
     t_sort = statistics.median(batch.samples["np.sort"])
     t_qs = statistics.median(batch.samples["qsketch"])
@@ -433,6 +455,29 @@ def render(cases, cfg, mode, command, have_peer):
     out.append("")
     out.append(BULK_UPDATE_SUMMARY)
     return "\n".join(out)
+
+
+def plain_table(cases, have_peer):
+    """The rows timed with the plain KLL sketch (buckets=0) as well: what the layer costs."""
+    rows = [c for c in cases if c.ref and PLAIN in c.ref]
+    out = [f"The same operations with the plain KLL sketch, `KLLSketch({K}, buckets=0)` (no accuracy "
+           "layer), timed in the same repeats as the two columns above.  The last column is what the "
+           "layer costs: the default sketch's time over the plain one's (median of the per-repeat ratios).",
+           "",
+           "| Operation | plain KLL | Ratio (DataSketches / plain) | Default / plain |",
+           "|---|---:|---:|---:|"]
+    for c in rows:
+        tp = statistics.median(c.samples[PLAIN])
+        cell = fmt_time(tp)
+        if c.items:
+            cell += f" ({tp / c.items * 1e9:.1f} ns/item)"
+        peer = "—"
+        if have_peer and "peer" in c.samples:
+            peer = f"{statistics.median(p / q for p, q in zip(c.samples['peer'], c.samples[PLAIN])):.2f}×"
+        cost = statistics.median(q / p for q, p in zip(c.samples["qsketch"], c.samples[PLAIN]))
+        out.append(f"| {c.label} | {cell} | {peer} | {cost:.2f}× |")
+    out.append("")
+    return out
 
 
 def main(argv=None):

@@ -186,58 +186,58 @@ void qs_bk_count(qs_buckets *bk, const double *x, size_t len)
 
 /*
  * The bulk path's classification already placed each item between two of
- * 255 splitters; only the boundaries between those two remain to be searched:
- * a branch-free search of fixed depth over QS_BK_WINDOW - 1 of them (the
- * boundaries past the array end read as +inf); a wider range, rare, takes the
- * full search.  A fraction of the cost of searching all the boundaries.
+ * 255 splitters; only the boundaries between those two remain to be searched.
+ * A bucket's span (its boundaries between its splitters) sets the depth of a
+ * branch-free search that starts at the bucket's first boundary: a few steps
+ * where the layer is coarse, never more than the full search where it is
+ * fine.  Eight items go at a time, at the deepest of their eight depths (the
+ * extra steps read boundaries that are not below the item, or the +inf
+ * padding), so that their chains of loads overlap instead of queueing.
  */
-#define QS_BK_WINDOW 8
 void qs_bk_count_classified(qs_buckets *bk, const double *x, size_t len, const uint8_t *ids,
                             const double *splitters)
 {
     const uint32_t m = bk->m;
     const double *b = bk->bound;
-    double *padded = malloc(((size_t)m + QS_BK_WINDOW) * sizeof(double));
+    /* a search never moves past its bucket's last boundary (<= m), and its
+     * first step, the longest, reaches 2^(d-1) - 1 <= m - 1 beyond that */
+    double *padded = malloc(((size_t)2 * m + 1) * sizeof(double));
     if (!padded) { /* no room for the shortcut: the full search */
         qs_bk_count(bk, x, len);
         return;
     }
     memcpy(padded, b, (size_t)m * sizeof(double));
-    for (uint32_t i = m; i < m + QS_BK_WINDOW; i++) padded[i] = INFINITY;
-    /* An item x of bucket k has s[k-1] < x <= s[k]: every boundary <= s[k-1]
-     * is below it and none >= s[k] is, so the boundaries below x number
-     * first[k] = #(b <= s[k-1]) plus those of the next span = #(b < s[k]) -
-     * first[k] that are < x; the ones after them are >= s[k] >= x, so a search
-     * of the next QS_BK_WINDOW - 1 is exact whenever span < QS_BK_WINDOW. */
+    for (uint32_t i = m; i < 2 * m + 1; i++) padded[i] = INFINITY;
+    /* An item x of bucket k has s[k-1] <= x <= s[k] (the classification makes
+     * the left end strict, the partition of a multiselect does not): the
+     * first[k] = #(b < s[k-1]) boundaries are below x, and of the next ones
+     * only those < s[k] can be; a search of depth[k] covers them.  Splitters
+     * ascend, so one walk along the boundaries finds every count. */
     uint32_t first[256];
-    uint8_t wide[256];
-    uint32_t le_prev = 0; /* #(b <= s[k-1]), 0 for k = 0 */
+    uint8_t depth[256];
+    uint32_t lt_prev = 0, lt = 0; /* #(b < s[k-1]), 0 for k = 0; #(b < s[k]) */
     for (uint32_t k = 0; k < 256; k++) {
-        uint32_t lt = m, le = m;
         if (k < 255) {
-            lt = le = boundaries_below(b, m, splitters[k]);
-            if (le < m && b[le] == splitters[k]) le++;
+            while (lt < m && b[lt] < splitters[k]) lt++;
+        } else {
+            lt = m;
         }
-        first[k] = le_prev;
-        wide[k] = lt > le_prev && lt - le_prev >= QS_BK_WINDOW;
-        le_prev = le;
+        first[k] = lt_prev;
+        uint8_t d = 0;
+        while ((1u << d) <= lt - lt_prev) d++; /* 2^d > span */
+        depth[k] = d;
+        lt_prev = lt;
     }
     size_t i = 0;
-    /* eight items at a time: their searches are independent chains of loads
-     * that overlap instead of queueing */
     for (; i + 8 <= len; i += 8) {
         uint32_t j[8];
-        int any_wide = 0;
+        uint8_t d = 0;
         for (int l = 0; l < 8; l++) {
             j[l] = first[ids[i + l]];
-            any_wide |= wide[ids[i + l]];
+            d = depth[ids[i + l]] > d ? depth[ids[i + l]] : d;
         }
-        for (int l = 0; l < 8; l++) j[l] += padded[j[l] + 3] < x[i + l] ? 4 : 0;
-        for (int l = 0; l < 8; l++) j[l] += padded[j[l] + 1] < x[i + l] ? 2 : 0;
-        for (int l = 0; l < 8; l++) j[l] += padded[j[l]] < x[i + l] ? 1 : 0;
-        if (QS_UNLIKELY(any_wide))
-            for (int l = 0; l < 8; l++)
-                if (wide[ids[i + l]]) j[l] = boundaries_below(b, m, x[i + l]);
+        for (uint32_t h = (1u << d) >> 1; h; h >>= 1)
+            for (int l = 0; l < 8; l++) j[l] += padded[j[l] + h - 1] < x[i + l] ? h : 0;
         for (int l = 0; l < 8; l++) {
             uint64_t *count = j[l] < m && padded[j[l]] == x[i + l] ? bk->atom : bk->open;
             count[j[l]]++;
@@ -245,17 +245,9 @@ void qs_bk_count_classified(qs_buckets *bk, const double *x, size_t len, const u
     }
     for (; i < len; i++) {
         const double v = x[i];
-        const uint8_t k = ids[i];
-        uint32_t j;
-        if (QS_UNLIKELY(wide[k])) {
-            j = boundaries_below(b, m, v);
-        } else { /* +inf never counts as below v, so the padding is harmless */
-            j = first[k];
-            j += padded[j + 3] < v ? 4 : 0;
-            j += padded[j + 1] < v ? 2 : 0;
-            j += padded[j] < v ? 1 : 0;
-        }
-        if (j < m && b[j] == v) bk->atom[j]++;
+        uint32_t j = first[ids[i]];
+        for (uint32_t h = (1u << depth[ids[i]]) >> 1; h; h >>= 1) j += padded[j + h - 1] < v ? h : 0;
+        if (j < m && padded[j] == v) bk->atom[j]++;
         else bk->open[j]++;
     }
     free(padded);
@@ -346,6 +338,13 @@ static void join_at(qs_buckets *bk, uint32_t i)
     bk->m--;
 }
 
+/* The load of joining the two intervals beside a boundary: their mass, with
+ * `before` items below them, relative to the joined interval's limit. */
+static double join_load(double mass, double before, double base, double n)
+{
+    return mass / interval_limit(base, (before + 0.5 * mass) / n);
+}
+
 /*
  * The boundary whose removal makes the interval lightest relative to its
  * limit, other than interval keep's own (-1: none to keep); -1 if must_fit
@@ -357,7 +356,7 @@ static int64_t lightest_join(const qs_buckets *bk, double base, double n, int mu
     double best_load = must_fit ? 1.0 : INFINITY, before = 0.0;
     for (uint32_t i = 0; i < bk->m; i++) {
         const double mass = (double)bk->open[i] + (double)bk->atom[i] + (double)bk->open[i + 1];
-        const double load = mass / interval_limit(base, (before + 0.5 * mass) / n);
+        const double load = join_load(mass, before, base, n);
         /* never the boundaries of interval `keep`, the one being split */
         if (load <= best_load && (int64_t)i != keep && (int64_t)i != keep - 1) {
             best_load = load;
@@ -685,12 +684,15 @@ static void rebalance(qs_kll *sk, uint64_t n_items, const double *chunk, size_t 
 }
 
 /* Checked again after n/512 more items: an interval that cannot be split yet
- * (no item inside to split at, no room) costs one O(m) pass per check. */
+ * (no item inside to split at, no room) costs one O(m) pass per check.
+ * QS_BK_FORCE looks now, but a rebalance splits only the intervals over their
+ * limits, so it runs only when there is one (a merge's joins seldom leave any,
+ * and the pass is much cheaper than the sorted view a rebalance builds). */
 static int due(qs_buckets *bk, uint64_t n, int mode)
 {
     if (mode != QS_BK_FORCE && n < bk->next_check) return 0;
     bk->next_check = n + (n / 512 > 64 ? n / 512 : 64);
-    return mode == QS_BK_FORCE || over_limit(bk, (double)n);
+    return over_limit(bk, (double)n);
 }
 
 void qs_bk_rebalance(qs_kll *sk, int mode)
@@ -768,6 +770,111 @@ static void recut_add(const qs_kll *sk, const double *U, uint32_t u, double *x, 
     }
 }
 
+/* A boundary and the load of joining at it. */
+typedef struct {
+    double load; /* +inf: joined, or padding */
+    uint32_t i;
+} join_entry;
+
+/* Of two boundaries, the one to join first: the lighter; of equal loads the
+ * one to the right, as lightest_join's scan keeps the last minimum.  Without
+ * branches: the outcomes are as good as random. */
+QS_INLINE join_entry first_join(join_entry a, join_entry b)
+{
+    const int take_b = (b.load < a.load) | ((b.load == a.load) & (b.i > a.i));
+    join_entry w;
+    w.load = take_b ? b.load : a.load;
+    w.i = take_b ? b.i : a.i;
+    return w;
+}
+
+/* Leaf e.i of the tournament tree node[1..2P) is now e: replay its matches
+ * until one ends as it did (the ones above it are then unchanged).  The
+ * winner climbs in a register and each match loads only the sibling, which
+ * does not depend on the match below, so a step waits on a compare alone. */
+QS_INLINE void replay(join_entry *node, uint32_t P, join_entry e)
+{
+    uint32_t v = P + e.i;
+    node[v] = e;
+    for (; v > 1; v >>= 1) {
+        e = first_join(e, node[v ^ 1]);
+        join_entry *up = &node[v >> 1];
+        if (up->i == e.i && up->load == e.load) return;
+        *up = e;
+    }
+}
+
+/*
+ * Join the lightest pairs of intervals of the merged layer (boundaries
+ * U[0..u), counts open[0..u], atom[0..u)) until cap boundaries are left: the
+ * joins lightest_join would pick one after the other, but a join changes the
+ * loads of the two boundaries beside it only, so a tournament tree over the
+ * loads finds the next one in O(log u) instead of a scan of the layer.  While
+ * joining, an interval is kept in open[] at the index of the boundary to its
+ * right (u for the last one).  Returns the boundaries left, moved to the
+ * front of the arrays; -1 on ENOMEM.
+ */
+static int64_t join_down(double *U, uint64_t *open, uint64_t *atom, uint32_t u, uint32_t cap,
+                         double base, double n)
+{
+    if (u <= cap) return u;
+    uint32_t P = 1;
+    while (P < u) P <<= 1;
+    const uint32_t NONE = UINT32_MAX;
+    uint32_t *prev = malloc((size_t)u * sizeof(uint32_t));
+    uint32_t *next = malloc((size_t)u * sizeof(uint32_t));
+    double *before = malloc((size_t)u * sizeof(double)); /* items below boundary i's left interval */
+    join_entry *node = malloc((size_t)2 * P * sizeof(join_entry));
+    int64_t left = -1;
+    if (!prev || !next || !before || !node) goto done;
+    double below = 0.0;
+    for (uint32_t i = 0; i < P; i++) {
+        node[P + i].i = i;
+        node[P + i].load = INFINITY;
+        if (i >= u) continue;
+        prev[i] = i ? i - 1 : NONE;
+        next[i] = i + 1;
+        before[i] = below;
+        const double mass = (double)open[i] + (double)atom[i] + (double)open[i + 1];
+        node[P + i].load = join_load(mass, below, base, n);
+        below += (double)open[i] + (double)atom[i];
+    }
+    for (uint32_t v = P - 1; v; v--) node[v] = first_join(node[2 * v], node[2 * v + 1]);
+    for (uint32_t m = u; m > cap; m--) {
+        const uint32_t i = node[1].i, p = prev[i], r = next[i];
+        open[r] += open[i] + atom[i];
+        replay(node, P, (join_entry){INFINITY, i});
+        if (p != NONE) next[p] = r;
+        /* the boundaries beside the join now border the joined interval */
+        if (r < u) {
+            prev[r] = p;
+            before[r] = before[i];
+            const double mass = (double)open[r] + (double)atom[r] + (double)open[next[r]];
+            replay(node, P, (join_entry){join_load(mass, before[r], base, n), r});
+        }
+        if (p != NONE) {
+            const double mass = (double)open[p] + (double)atom[p] + (double)open[r];
+            replay(node, P, (join_entry){join_load(mass, before[p], base, n), p});
+        }
+    }
+    uint32_t t = 0;
+    for (uint32_t i = 0; i < u; i++) {
+        if (node[P + i].load == INFINITY) continue;
+        U[t] = U[i];
+        open[t] = open[i];
+        atom[t] = atom[i];
+        t++;
+    }
+    open[t] = open[u];
+    left = t;
+done:
+    free(prev);
+    free(next);
+    free(before);
+    free(node);
+    return left;
+}
+
 qs_status qs_bk_merged(const qs_kll *dst, const qs_kll *src, qs_buckets *out)
 {
     memset(out, 0, sizeof *out);
@@ -793,16 +900,15 @@ qs_status qs_bk_merged(const qs_kll *dst, const qs_kll *src, qs_buckets *out)
     }
     recut_add(dst, U, u, x, mass, open, atom);
     recut_add(src, U, u, x, mass, open, atom);
-    qs_buckets tmp = {umax ? umax : 1, u, U, open, atom, 0};
     const double n = (double)dst->n + (double)src->n;
-    const double base = layer_base(n, cap);
-    while (tmp.m > cap) join_at(&tmp, (uint32_t)lightest_join(&tmp, base, n, 0, -1));
+    const int64_t m = join_down(U, open, atom, u, cap, layer_base(n, cap), n);
+    if (m < 0) goto fail;
     st = qs_bk_init(out, cap);
     if (st != QS_OK) goto fail;
-    out->m = tmp.m;
-    memcpy(out->bound, U, (size_t)tmp.m * sizeof(double));
-    memcpy(out->open, open, ((size_t)tmp.m + 1) * sizeof(uint64_t));
-    memcpy(out->atom, atom, (size_t)tmp.m * sizeof(uint64_t));
+    out->m = (uint32_t)m;
+    memcpy(out->bound, U, (size_t)m * sizeof(double));
+    memcpy(out->open, open, ((size_t)m + 1) * sizeof(uint64_t));
+    memcpy(out->atom, atom, (size_t)m * sizeof(uint64_t));
     st = QS_OK;
 fail:
     free(U);

@@ -820,6 +820,29 @@ static int bulk_scratch_alloc(bulk_scratch *b)
     return b->chunk && b->work && b->ids && b->out && b->targets && b->rel;
 }
 
+/*
+ * The classification the layer's count needs, from a chunk too small to be
+ * classified: the multiselect left it partitioned around every target (the
+ * items before target position t are <= chunk[t], those after it >= chunk[t]),
+ * so every g-th target is a splitter, with the positions up to it as its
+ * bucket.  The unused splitters are +inf.
+ */
+static void partition_classes(bulk_scratch *b, uint32_t c, uint32_t S, double *splitters)
+{
+    uint32_t g = 1;
+    while (S / g > QS_SELECT_BUCKETS - 1) g <<= 1;
+    const uint32_t used = S / g;
+    size_t pos = 0;
+    for (uint32_t k = 0; k < used; k++) {
+        const size_t t = b->targets[(k + 1) * g - 1];
+        splitters[k] = b->chunk[t];
+        memset(b->ids + pos, (int)k, t + 1 - pos);
+        pos = t + 1;
+    }
+    memset(b->ids + pos, (int)used, c - pos);
+    for (uint32_t k = used; k < QS_SELECT_BUCKETS - 1; k++) splitters[k] = INFINITY;
+}
+
 /* Ingest chunk b->chunk[0..c) with values in [lo, hi]: the layer counts it and
  * splits with it in hand (it is exact there), then its survivors enter the
  * compactors.  On failure the sketch is as it was. */
@@ -839,8 +862,8 @@ static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b, double lo
     const double saved_min = sk->min, saved_max = sk->max;
     note_range(sk, lo, hi);
     if (sk->bk.cap) { /* the chunk is a permutation of what it was */
-        if (classified) qs_bk_count_classified(&sk->bk, b->chunk, c, b->ids, splitters);
-        else qs_bk_count(&sk->bk, b->chunk, c);
+        if (!classified) partition_classes(b, c, S, splitters);
+        qs_bk_count_classified(&sk->bk, b->chunk, c, b->ids, splitters);
         qs_bk_rebalance_chunk(sk, b->chunk, c, saved_min, saved_max);
     }
 
@@ -939,9 +962,13 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
         } else {
             /* item by item, re-checking for the bulk path every QS_CHUNK_MIN items */
             const size_t stop = len - i > QS_CHUNK_MIN ? i + QS_CHUNK_MIN : len;
+            size_t run = i; /* inserted, not yet counted by the layer: x[run..i), counted
+                               together so that their searches overlap */
             for (; i < stop; i++) {
                 const double v = x[i];
                 if (QS_UNLIKELY(v != v)) {
+                    if (sk->bk.cap) qs_bk_count(&sk->bk, x + run, i - run);
+                    run = i + 1;
                     sk->nan_count++;
                     continue;
                 }
@@ -949,8 +976,8 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
                 if (st != QS_OK) break;
                 note_range(sk, v, v);
                 sk->n++;
-                if (sk->bk.cap) qs_bk_count(&sk->bk, &v, 1);
             }
+            if (sk->bk.cap) qs_bk_count(&sk->bk, x + run, i - run);
             if (st != QS_OK) break;
             if (sk->bk.cap) {
                 qs_invalidate(sk);

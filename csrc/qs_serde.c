@@ -89,6 +89,58 @@ static double get_f64(const uint8_t *p)
     return x;
 }
 
+/* Arrays of float64 and uint64: on a little-endian machine the format's
+ * byte order is the memory's, and one memcpy replaces a loop of shifts. */
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define QS_SERDE_LE 1
+#else
+#define QS_SERDE_LE 0
+#endif
+
+static uint8_t *put_f64s(uint8_t *p, const double *x, size_t n)
+{
+#if QS_SERDE_LE
+    if (n) memcpy(p, x, n * 8u); /* x may be NULL when n is 0 */
+    return p + n * 8u;
+#else
+    for (size_t i = 0; i < n; i++, p += 8) put_f64(p, x[i]);
+    return p;
+#endif
+}
+
+static uint8_t *put_u64s(uint8_t *p, const uint64_t *x, size_t n)
+{
+#if QS_SERDE_LE
+    if (n) memcpy(p, x, n * 8u); /* x may be NULL when n is 0 */
+    return p + n * 8u;
+#else
+    for (size_t i = 0; i < n; i++, p += 8) put_u64(p, x[i]);
+    return p;
+#endif
+}
+
+static const uint8_t *get_f64s(const uint8_t *p, double *x, size_t n)
+{
+#if QS_SERDE_LE
+    if (n) memcpy(x, p, n * 8u);
+    return p + n * 8u;
+#else
+    for (size_t i = 0; i < n; i++, p += 8) x[i] = get_f64(p);
+    return p;
+#endif
+}
+
+static const uint8_t *get_u64s(const uint8_t *p, uint64_t *x, size_t n)
+{
+#if QS_SERDE_LE
+    if (n) memcpy(x, p, n * 8u);
+    return p + n * 8u;
+#else
+    for (size_t i = 0; i < n; i++, p += 8) x[i] = get_u64(p);
+    return p;
+#endif
+}
+
 static size_t varint_size(uint64_t v)
 {
     size_t n = 1;
@@ -112,6 +164,10 @@ static uint8_t *put_varint(uint8_t *p, uint64_t v)
 /* Reads one varint from [*p, end); 0 if it runs past end or over 64 bits. */
 static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
 {
+    if (*p < end && **p < 0x80) { /* most counts fit one byte */
+        *out = *(*p)++;
+        return 1;
+    }
     uint64_t v = 0;
     for (int shift = 0; shift < 64 && *p < end; shift += 7) {
         const uint8_t b = *(*p)++;
@@ -166,19 +222,18 @@ qs_status qs_kll_serialize(const qs_kll *sk, uint8_t *buf, size_t cap, size_t *w
     uint8_t *p = buf + QS_HEADER_BYTES;
     for (uint32_t h = 0; h < sk->num_levels; h++, p += 4)
         put_u32(p, sk->levels[h + 1] - sk->levels[h]);
-    for (uint32_t i = sk->levels[0]; i < sk->levels[sk->num_levels]; i++, p += 8)
-        put_f64(p, sk->items[i]);
+    p = put_f64s(p, sk->items + sk->levels[0], qs_kll_compactor_retained(sk));
     put_u32(p, sk->tab_limit);
     put_u32(p + 4, sk->tab_size);
     p += 8;
-    for (uint32_t i = 0; i < sk->tab_size; i++, p += 8) put_f64(p, sk->tab_values[i]);
-    for (uint32_t i = 0; i < sk->tab_size; i++, p += 8) put_u64(p, sk->tab_counts[i]);
+    p = put_f64s(p, sk->tab_values, sk->tab_size);
+    p = put_u64s(p, sk->tab_counts, sk->tab_size);
     const qs_buckets *bk = &sk->bk;
     put_u16(p, (uint16_t)bk->cap);
     put_u16(p + 2, (uint16_t)bk->m);
     p += 4;
     if (bk->cap) {
-        for (uint32_t i = 0; i < bk->m; i++, p += 8) put_f64(p, bk->bound[i]);
+        p = put_f64s(p, bk->bound, bk->m);
         p = put_varint(p, bk->next_check);
         for (uint32_t i = 0; i <= bk->m; i++) p = put_varint(p, bk->open[i]);
         for (uint32_t i = 0; i < bk->m; i++) p = put_varint(p, bk->atom[i]);
@@ -280,7 +335,7 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     }
     sk->levels[num_levels] = offset;
     const uint8_t *p = buf + QS_HEADER_BYTES + 4u * num_levels;
-    for (uint32_t i = 0; i < retained; i++, p += 8) sk->items[cap - retained + i] = get_f64(p);
+    p = get_f64s(p, sk->items + cap - retained, retained);
     sk->tab_limit = tab_limit; /* a version 1 sketch had no table: 0 */
     if (tab_size) {
         sk->tab_values = malloc((size_t)tab_size * sizeof(double));
@@ -291,8 +346,8 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
         }
         sk->tab_size = sk->tab_cap = tab_size;
         p += 8;
-        for (uint32_t i = 0; i < tab_size; i++, p += 8) sk->tab_values[i] = get_f64(p);
-        for (uint32_t i = 0; i < tab_size; i++, p += 8) sk->tab_counts[i] = get_u64(p);
+        p = get_f64s(p, sk->tab_values, tab_size);
+        get_u64s(p, sk->tab_counts, tab_size);
     }
     if (bk_cap) {
         p = buf + items_end + 8u + 16u * (uint64_t)tab_size + 4u;
@@ -301,7 +356,7 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
             FAIL(QS_ENOMEM, "out of memory");
         }
         sk->bk.m = bk_m;
-        for (uint32_t i = 0; i < bk_m; i++, p += 8) sk->bk.bound[i] = get_f64(p);
+        p = get_f64s(p, sk->bk.bound, bk_m);
         const uint8_t *end = buf + len - 4;
         get_varint(&p, end, &sk->bk.next_check); /* lengths were checked above */
         for (uint32_t i = 0; i <= bk_m; i++) get_varint(&p, end, &sk->bk.open[i]);

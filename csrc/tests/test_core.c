@@ -3562,6 +3562,118 @@ static void test_bucket_count_classified(void)
 }
 
 
+/* The small-chunk path classifies by the partition a multiselect leaves: its
+ * buckets are closed at both ends (an item may equal the splitter below it).
+ * Counting with those classes gives exactly the counts of the full search,
+ * for layers from empty to dense, ties with boundaries and splitters, unused
+ * +inf splitters and +-inf items. */
+static void test_bucket_count_partitioned(void)
+{
+    rng_t r = {505};
+    const size_t N = 4096;
+    double *x = xmalloc(N * sizeof(double));
+    uint8_t *ids = xmalloc(N);
+    size_t t[512];
+    double splitters[QS_SELECT_BUCKETS - 1];
+    const uint32_t sizes[] = {0, 1, 3, 17, 400, 1500};
+    const size_t targets[] = {1, 8, 64, 255, 512};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        for (size_t ti = 0; ti < sizeof targets / sizeof targets[0]; ti++) {
+            for (int kind = 0; kind < 3; kind++) {
+                const uint32_t m = sizes[si];
+                const size_t S = targets[ti], step = N / S;
+                for (size_t i = 0; i < N; i++) {
+                    const double u = runit(&r);
+                    x[i] = kind == 0 ? u : (kind == 1 ? (double)rbelow(&r, 20) : u * u * u);
+                }
+                x[5] = INFINITY;
+                x[6] = -INFINITY;
+                qs_buckets a, b;
+                memset(&a, 0, sizeof a);
+                memset(&b, 0, sizeof b);
+                REQUIRE(qs_bk_init(&a, m ? m : 1) == QS_OK && qs_bk_init(&b, m ? m : 1) == QS_OK);
+                uint32_t u = 0; /* strictly increasing; for kind 1 mostly data values (ties) */
+                for (uint32_t i = 0; i < m; i++) {
+                    const double v = kind == 1 ? (double)(i % 20) + (i >= 20 ? 0.5 * runit(&r) : 0.0)
+                                               : (double)(i + 1) / (m + 1);
+                    a.bound[u++] = v;
+                }
+                qs_sort_doubles(a.bound, u);
+                uint32_t w = 0;
+                for (uint32_t i = 0; i < u; i++)
+                    if (w == 0 || a.bound[w - 1] < a.bound[i]) a.bound[w++] = a.bound[i];
+                memcpy(b.bound, a.bound, (size_t)w * sizeof(double));
+                a.m = b.m = w;
+                for (size_t i = 0; i < S; i++) t[i] = rbelow(&r, step) + i * step;
+                qs_multiselect(x, N, t, S);
+                /* every g-th target a splitter, as ingest_chunk does it */
+                size_t g = 1;
+                while (S / g > QS_SELECT_BUCKETS - 1) g <<= 1;
+                const size_t used = S / g;
+                size_t pos = 0;
+                for (size_t k = 0; k < used; k++) {
+                    const size_t at = t[(k + 1) * g - 1];
+                    splitters[k] = x[at];
+                    memset(ids + pos, (int)k, at + 1 - pos);
+                    pos = at + 1;
+                }
+                memset(ids + pos, (int)used, N - pos);
+                for (size_t k = used; k < QS_SELECT_BUCKETS - 1; k++) splitters[k] = INFINITY;
+                qs_bk_count(&a, x, N);
+                qs_bk_count_classified(&b, x, N, ids, splitters);
+                size_t diff = 0;
+                for (uint32_t i = 0; i <= a.m; i++) diff += a.open[i] != b.open[i];
+                for (uint32_t i = 0; i < a.m; i++) diff += a.atom[i] != b.atom[i];
+                CHECKF(diff == 0, "m=%u S=%zu kind=%d: %zu counts differ", a.m, S, kind, diff);
+                qs_bk_free(&a);
+                qs_bk_free(&b);
+            }
+        }
+    }
+    free(x);
+    free(ids);
+}
+
+/* Merging layered sketches: the joins bring the layer down to the smaller cap
+ * and keep every count (the layer adds up to n; invariants hold), for shards
+ * of one stream, sorted shards, discrete data and caps down to 1. */
+static void test_bucket_merge_joins(void)
+{
+    rng_t r = {606};
+    const size_t N = 30000;
+    double *x = xmalloc(N * sizeof(double));
+    const uint32_t caps[] = {1, 2, 7, 64, 400};
+    for (int kind = 0; kind < 3; kind++) {
+        for (size_t i = 0; i < N; i++) {
+            const double u = runit(&r);
+            x[i] = kind == 2 ? (double)rbelow(&r, 30) : (kind == 1 ? (double)i : u * u);
+        }
+        for (size_t ci = 0; ci < sizeof caps / sizeof caps[0]; ci++) {
+            qs_kll *acc = new_default_sketch(64, 7);
+            REQUIRE(acc);
+            CHECK_ST(qs_kll_set_buckets(acc, 400), QS_OK);
+            for (int part = 0; part < 10; part++) {
+                qs_kll *s = new_default_sketch(64, 100 + (uint64_t)part);
+                REQUIRE(s);
+                CHECK_ST(qs_kll_set_buckets(s, part == 5 ? caps[ci] : 400), QS_OK);
+                CHECK_ST(qs_kll_update_batch(s, x + (size_t)part * (N / 10), N / 10, 0), QS_OK);
+                const uint64_t n_before = qs_kll_n(acc);
+                const uint32_t cap = qs_kll_buckets(acc) < qs_kll_buckets(s) ? qs_kll_buckets(acc)
+                                                                               : qs_kll_buckets(s);
+                CHECK_ST(qs_kll_merge(acc, s), QS_OK);
+                CHECK_INV(acc);
+                CHECK(qs_kll_n(acc) == n_before + N / 10);
+                CHECK(qs_kll_buckets(acc) == cap && qs_kll_bucket_boundaries(acc) <= cap);
+                qs_kll_free(s);
+            }
+            CHECK(qs_kll_bucket_boundaries(acc) >= (caps[ci] < 4 ? caps[ci] : 4));
+            qs_kll_free(acc);
+        }
+    }
+    free(x);
+}
+
+
 typedef void (*test_fn)(void);
 static const struct {
     const char *name;
@@ -3569,6 +3681,8 @@ static const struct {
 } TESTS[] = {
     {"buckets", test_buckets},
     {"bucket_count_classified", test_bucket_count_classified},
+    {"bucket_count_partitioned", test_bucket_count_partitioned},
+    {"bucket_merge_joins", test_bucket_merge_joins},
     {"sort_kernels_small", test_sort_kernels_small},
     {"sort_kernels_large", test_sort_kernels_large},
     {"sort_fallbacks", test_sort_fallbacks},
