@@ -345,27 +345,6 @@ static double join_load(double mass, double before, double base, double n)
     return mass / interval_limit(base, (before + 0.5 * mass) / n);
 }
 
-/*
- * The boundary whose removal makes the interval lightest relative to its
- * limit, other than interval keep's own (-1: none to keep); -1 if must_fit
- * and every such interval would exceed its limit.
- */
-static int64_t lightest_join(const qs_buckets *bk, double base, double n, int must_fit, int64_t keep)
-{
-    int64_t best = -1;
-    double best_load = must_fit ? 1.0 : INFINITY, before = 0.0;
-    for (uint32_t i = 0; i < bk->m; i++) {
-        const double mass = (double)bk->open[i] + (double)bk->atom[i] + (double)bk->open[i + 1];
-        const double load = join_load(mass, before, base, n);
-        /* never the boundaries of interval `keep`, the one being split */
-        if (load <= best_load && (int64_t)i != keep && (int64_t)i != keep - 1) {
-            best_load = load;
-            best = i;
-        }
-        before += (double)bk->open[i] + (double)bk->atom[i];
-    }
-    return best;
-}
 
 /*
  * What a rebalance works from: the compactors' sorted view, the layer's
@@ -777,8 +756,8 @@ typedef struct {
 } join_entry;
 
 /* Of two boundaries, the one to join first: the lighter; of equal loads the
- * one to the right, as lightest_join's scan keeps the last minimum.  Without
- * branches: the outcomes are as good as random. */
+ * one to the right (as the scan this replaced did, so merges stay as they
+ * were).  Without branches: the outcomes are as good as random. */
 QS_INLINE join_entry first_join(join_entry a, join_entry b)
 {
     const int take_b = (b.load < a.load) | ((b.load == a.load) & (b.i > a.i));
@@ -807,7 +786,7 @@ QS_INLINE void replay(join_entry *node, uint32_t P, join_entry e)
 /*
  * Join the lightest pairs of intervals of the merged layer (boundaries
  * U[0..u), counts open[0..u], atom[0..u)) until cap boundaries are left: the
- * joins lightest_join would pick one after the other, but a join changes the
+ * lightest join, one after the other; a join changes the
  * loads of the two boundaries beside it only, so a tournament tree over the
  * loads finds the next one in O(log u) instead of a scan of the layer.  While
  * joining, an interval is kept in open[] at the index of the boundary to its
