@@ -227,7 +227,7 @@ def build_cases(cfg, have_peer):
         items=nq,
     ))
     cases.append(Case(
-        "rank_learned", f"`rank` of {_fmt_n(nq)} queries (default learned estimator) vs the same loop",
+        "rank_learned", f"`rank` of {_fmt_n(nq)} queries (default spline estimator) vs the same loop",
         lambda: qsk.rank(queries), peer_rank_loop if have_peer else None, items=nq,
     ))
     cases.append(Case(
@@ -241,7 +241,7 @@ def build_cases(cfg, have_peer):
         target=10.0, items=nq,
     ))
     cases.append(Case(
-        "quantile_learned", f"`quantile` of {_fmt_n(nq)} probabilities (default learned estimator) vs the same loop",
+        "quantile_learned", f"`quantile` of {_fmt_n(nq)} probabilities (default spline estimator) vs the same loop",
         lambda: qsk.quantile(probs), peer_quantile_loop if have_peer else None, items=nq,
     ))
     cases.append(Case(
