@@ -70,9 +70,7 @@
 #define QS_BK_VIEW_Z 3.0
 /* A chunk is fenced in when this much of the compactors' weight in the
  * interval lies beyond it on one side. */
-#ifndef QS_BK_FENCE
 #define QS_BK_FENCE 0.1
-#endif
 
 /*
  * The most items interval j may hold: like t-digest's scale function, the
@@ -315,17 +313,66 @@ static double open_fraction(const double *x, const double *mass, uint32_t K, uin
     return hermite(layer_fraction(x[j], x[j + 1], s), sa, sb);
 }
 
-/* open_fraction from the layer itself: only the knots j - 1 .. j + 2 matter. */
-static double local_fraction(const qs_kll *sk, uint32_t j, double s)
+/*
+ * Over retained items [a, b) of a sorted view: the sum of the weights and of
+ * their squares, of the sampled items only -- weight above 1 (level 0 is
+ * exact) and at most 2^compacted (weighted items above every compaction are
+ * exact).  Each sampled item of weight w stands for w items somewhere near
+ * it: a variance of about w^2 / 4.
+ */
+static void sampled_weights(const qs_kll *sk, const uint64_t *cum, uint32_t a, uint32_t b, double *sum,
+                            double *sum2)
+{
+    const double sampled = ldexp(1.0, sk->compacted);
+    double s1 = 0.0, s2 = 0.0;
+    for (uint32_t i = a; i < b; i++) {
+        const double w = (double)(cum[i] - (i ? cum[i - 1] : 0));
+        if (w > 1.0 && w <= sampled) {
+            s1 += w;
+            s2 += w * w;
+        }
+    }
+    if (sum) *sum = s1;
+    if (sum2) *sum2 = s2;
+}
+
+/* Knot t of the layer, t = 0 .. m + 1: min, the boundaries, max. */
+static double layer_knot(const qs_kll *sk, uint32_t t)
+{
+    return t == 0 ? sk->min : (t == sk->bk.m + 1 ? sk->max : sk->bk.bound[t - 1]);
+}
+
+/*
+ * open_fraction from the layer itself, for the span between knots t0 < t1:
+ * interval t0 when t1 = t0 + 1, else the intervals between joined into one
+ * (the boundaries' own counts with them).  Only the knots t0 - 1 .. t1 + 1
+ * matter.
+ */
+static double span_fraction(const qs_kll *sk, uint32_t t0, uint32_t t1, double s)
 {
     const qs_buckets *bk = &sk->bk;
-    const uint32_t m = bk->m, t0 = j > 0 ? j - 1 : 0, t1 = j + 2 <= m + 1 ? j + 2 : m + 1;
     double x[4], mass[3];
-    for (uint32_t t = t0; t <= t1; t++) {
-        x[t - t0] = t == 0 ? sk->min : (t == m + 1 ? sk->max : bk->bound[t - 1]);
-        if (t < t1) mass[t - t0] = (double)bk->open[t];
+    uint32_t K = 0;
+    if (t0 > 0) {
+        x[K] = layer_knot(sk, t0 - 1);
+        mass[K++] = (double)bk->open[t0 - 1];
     }
-    return open_fraction(x, mass, t1 - t0 + 1, j - t0, s);
+    const uint32_t span = K;
+    x[K] = layer_knot(sk, t0);
+    mass[K] = 0.0;
+    for (uint32_t t = t0; t < t1; t++) mass[K] += (double)bk->open[t] + (t + 1 < t1 ? (double)bk->atom[t] : 0.0);
+    x[++K] = layer_knot(sk, t1);
+    if (t1 <= bk->m) {
+        mass[K] = (double)bk->open[t1];
+        x[++K] = layer_knot(sk, t1 + 1);
+    }
+    return open_fraction(x, mass, K + 1, span, s);
+}
+
+/* The fraction of interval j's open mass below s, along the cubic. */
+static double local_fraction(const qs_kll *sk, uint32_t j, double s)
+{
+    return span_fraction(sk, j, j + 1, s);
 }
 
 /* Join boundary i into one interval with its neighbours (exact). */
@@ -367,7 +414,7 @@ typedef struct {
     size_t chunk_len;
     double old_min, old_max; /* the range of the items counted before the chunk */
     double *fresh; /* the chunk's items in (fresh_lo, fresh_hi), ascending */
-    size_t fresh_len, fresh_cap;
+    size_t fresh_len;
     double fresh_lo, fresh_hi; /* -inf / +inf: open ends */
     size_t fresh_le_lo;        /* chunk items <= fresh_lo */
     int has_fresh;
@@ -379,7 +426,6 @@ static int gather_fresh(split_ctx *cx, double lo, double hi)
     if (!cx->fresh) {
         cx->fresh = malloc((cx->chunk_len ? cx->chunk_len : 1) * sizeof(double));
         if (!cx->fresh) return 0;
-        cx->fresh_cap = cx->chunk_len;
     }
     size_t g = 0, le = 0;
     for (size_t i = 0; i < cx->chunk_len; i++) {
@@ -418,26 +464,8 @@ static int64_t room_join(const qs_kll *sk, double base, double n, int64_t keep)
         const double mass = a + at + b, limit = interval_limit(base, (before + 0.5 * mass) / n);
         before += a + at;
         if (mass > limit || (int64_t)i == keep || (int64_t)i == keep - 1) continue;
-        /* knots around the joined interval: boundary i removed */
-        double x[4], seg[3];
-        uint32_t K = 0, jj = 0;
-        if (i >= 1) {
-            x[K] = i >= 2 ? bk->bound[i - 2] : sk->min;
-            seg[K++] = (double)bk->open[i - 1];
-        }
-        jj = K;
-        x[K] = i >= 1 ? bk->bound[i - 1] : sk->min;
-        seg[K++] = mass;
-        x[K] = i + 1 < m ? bk->bound[i + 1] : sk->max;
-        if (i + 1 < m) {
-            seg[K++] = (double)bk->open[i + 2];
-            x[K] = i + 2 < m ? bk->bound[i + 2] : sk->max;
-        }
-        K++;
-        double sa, sb;
-        qs_pchip_segment(x, seg, K, jj, &sa, &sb);
-        const double err = fabs(mass * hermite(layer_fraction(x[jj], x[jj + 1], bk->bound[i]), sa, sb) -
-                                (a + 0.5 * at));
+        /* the joined interval runs from knot i to knot i + 2 (boundary i is knot i + 1) */
+        const double err = fabs(mass * span_fraction(sk, i, i + 2, bk->bound[i]) - (a + 0.5 * at));
         const double score = (mass + err) / limit;
         /* a join that costs a quarter of a limit is worse than a split waiting */
         if (score < best_score && err <= 0.25 * limit) {
@@ -551,15 +579,9 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
              * above every compaction are exact) */
             left_old = c_old * local_fraction(sk, j, s);
             if (W > 0) {
-                double w2 = 0.0, w_at_sampled = 0.0;
-                const double sampled = ldexp(1.0, sk->compacted); /* heavier items are exact */
-                for (uint32_t i = ia; i < ib; i++) {
-                    const double w = (double)(cum[i] - (i ? cum[i - 1] : 0));
-                    if (w > 1.0 && w <= sampled) {
-                        w2 += w * w;
-                        if (i >= s_beg && i < s_end) w_at_sampled += w;
-                    }
-                }
+                double w2, w_at_sampled;
+                sampled_weights(sk, cum, ia, ib, NULL, &w2);
+                sampled_weights(sk, cum, s_beg, s_end, &w_at_sampled, NULL);
                 /* a sampled item at s stands for items on both sides of it (an
                  * exact one is all at s) */
                 const double scale = c_old / (double)W;
@@ -593,7 +615,7 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
         l = 0;
     }
     if (j == m && s == sk->max) a = bk->open[j] - l;
-    if (m == bk->cap) { /* make room: join the lightest pair (never j's own boundaries) */
+    if (m == bk->cap) { /* make room (never by joining j's own boundaries) */
         const int64_t i = room_join(sk, cx->base, cx->n, j);
         if (i < 0) return -1;
         join_at(bk, (uint32_t)i);
@@ -995,12 +1017,8 @@ static int refine_segment(const qs_kll *sk, qs_est_view *v, const double *cx, co
     const double M = mass[s];
     const uint64_t base = ia ? cum[ia - 1] : 0, W = cum[ib - 1] - base;
     if (!(M > 0.0) || W == 0) return 0;
-    double w2 = 0.0;
-    const double sampled = ldexp(1.0, sk->compacted); /* heavier items are exact */
-    for (uint32_t i = ia; i < ib; i++) {
-        const double w = (double)(cum[i] - (i ? cum[i - 1] : 0));
-        if (w > 1.0 && w <= sampled) w2 += w * w;
-    }
+    double w2;
+    sampled_weights(sk, cum, ia, ib, NULL, &w2);
     /* the retained items must account for the segment's count (else they
      * stand for items outside it, or it holds items they do not show) */
     if (2.0 * (double)W < M || (double)W > 2.0 * M) return 0;

@@ -89,7 +89,8 @@ static double get_f64(const uint8_t *p)
     return x;
 }
 
-/* Arrays of float64 and uint64: on a little-endian machine the format's
+/* Arrays of 8-byte words, float64 or uint64 (put_f64 writes a double's bits
+ * as put_u64 writes an integer): on a little-endian machine the format's
  * byte order is the memory's, and one memcpy replaces a loop of shifts. */
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define QS_SERDE_LE 1
@@ -97,48 +98,31 @@ static double get_f64(const uint8_t *p)
 #define QS_SERDE_LE 0
 #endif
 
-static uint8_t *put_f64s(uint8_t *p, const double *x, size_t n)
+static uint8_t *put_words(uint8_t *p, const void *x, size_t n)
 {
 #if QS_SERDE_LE
     if (n) memcpy(p, x, n * 8u); /* x may be NULL when n is 0 */
-    return p + n * 8u;
 #else
-    for (size_t i = 0; i < n; i++, p += 8) put_f64(p, x[i]);
-    return p;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v;
+        memcpy(&v, (const uint8_t *)x + 8u * i, 8);
+        put_u64(p + 8u * i, v);
+    }
 #endif
+    return p + n * 8u;
 }
 
-static uint8_t *put_u64s(uint8_t *p, const uint64_t *x, size_t n)
-{
-#if QS_SERDE_LE
-    if (n) memcpy(p, x, n * 8u); /* x may be NULL when n is 0 */
-    return p + n * 8u;
-#else
-    for (size_t i = 0; i < n; i++, p += 8) put_u64(p, x[i]);
-    return p;
-#endif
-}
-
-static const uint8_t *get_f64s(const uint8_t *p, double *x, size_t n)
+static const uint8_t *get_words(const uint8_t *p, void *x, size_t n)
 {
 #if QS_SERDE_LE
     if (n) memcpy(x, p, n * 8u);
-    return p + n * 8u;
 #else
-    for (size_t i = 0; i < n; i++, p += 8) x[i] = get_f64(p);
-    return p;
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t v = get_u64(p + 8u * i);
+        memcpy((uint8_t *)x + 8u * i, &v, 8);
+    }
 #endif
-}
-
-static const uint8_t *get_u64s(const uint8_t *p, uint64_t *x, size_t n)
-{
-#if QS_SERDE_LE
-    if (n) memcpy(x, p, n * 8u);
     return p + n * 8u;
-#else
-    for (size_t i = 0; i < n; i++, p += 8) x[i] = get_u64(p);
-    return p;
-#endif
 }
 
 static size_t varint_size(uint64_t v)
@@ -222,18 +206,18 @@ qs_status qs_kll_serialize(const qs_kll *sk, uint8_t *buf, size_t cap, size_t *w
     uint8_t *p = buf + QS_HEADER_BYTES;
     for (uint32_t h = 0; h < sk->num_levels; h++, p += 4)
         put_u32(p, sk->levels[h + 1] - sk->levels[h]);
-    p = put_f64s(p, sk->items + sk->levels[0], qs_kll_compactor_retained(sk));
+    p = put_words(p, sk->items + sk->levels[0], qs_kll_compactor_retained(sk));
     put_u32(p, sk->tab_limit);
     put_u32(p + 4, sk->tab_size);
     p += 8;
-    p = put_f64s(p, sk->tab_values, sk->tab_size);
-    p = put_u64s(p, sk->tab_counts, sk->tab_size);
+    p = put_words(p, sk->tab_values, sk->tab_size);
+    p = put_words(p, sk->tab_counts, sk->tab_size);
     const qs_buckets *bk = &sk->bk;
     put_u16(p, (uint16_t)bk->cap);
     put_u16(p + 2, (uint16_t)bk->m);
     p += 4;
     if (bk->cap) {
-        p = put_f64s(p, bk->bound, bk->m);
+        p = put_words(p, bk->bound, bk->m);
         p = put_varint(p, bk->next_check);
         for (uint32_t i = 0; i <= bk->m; i++) p = put_varint(p, bk->open[i]);
         for (uint32_t i = 0; i < bk->m; i++) p = put_varint(p, bk->atom[i]);
@@ -335,7 +319,7 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     }
     sk->levels[num_levels] = offset;
     const uint8_t *p = buf + QS_HEADER_BYTES + 4u * num_levels;
-    p = get_f64s(p, sk->items + cap - retained, retained);
+    p = get_words(p, sk->items + cap - retained, retained);
     sk->tab_limit = tab_limit; /* a version 1 sketch had no table: 0 */
     if (tab_size) {
         sk->tab_values = malloc((size_t)tab_size * sizeof(double));
@@ -346,8 +330,8 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
         }
         sk->tab_size = sk->tab_cap = tab_size;
         p += 8;
-        p = get_f64s(p, sk->tab_values, tab_size);
-        get_u64s(p, sk->tab_counts, tab_size);
+        p = get_words(p, sk->tab_values, tab_size);
+        get_words(p, sk->tab_counts, tab_size);
     }
     if (bk_cap) {
         p = buf + items_end + 8u + 16u * (uint64_t)tab_size + 4u;
@@ -356,7 +340,7 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
             FAIL(QS_ENOMEM, "out of memory");
         }
         sk->bk.m = bk_m;
-        p = get_f64s(p, sk->bk.bound, bk_m);
+        p = get_words(p, sk->bk.bound, bk_m);
         const uint8_t *end = buf + len - 4;
         get_varint(&p, end, &sk->bk.next_check); /* lengths were checked above */
         for (uint32_t i = 0; i <= bk_m; i++) get_varint(&p, end, &sk->bk.open[i]);
