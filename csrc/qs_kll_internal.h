@@ -166,12 +166,14 @@ qs_status qs_bk_copy(qs_buckets *dst, const qs_buckets *src);
 void qs_bk_count(qs_buckets *bk, const double *x, size_t len);  /* no NaN in x */
 void qs_bk_count_weighted(qs_buckets *bk, const double *x, const uint64_t *w, size_t len);
 /* The same count for a chunk the bulk path has already classified: ids[i] is
- * the bucket of x[i] among 255 splitters (qs_select_many). */
+ * the bucket of x[i] among 255 ascending splitters (qs_select_many's sample
+ * sort, or for a small chunk partition_classes' selected order statistics,
+ * padded with +inf). */
 void qs_bk_count_classified(qs_buckets *bk, const double *x, size_t len, const uint8_t *ids,
                             const double *splitters);
 /* Rebalance the layer (best effort: no error leaves it broken): QS_BK_CHECK
  * splits the intervals over their limits, looking at most once per n/512
- * items (an O(m) pass); QS_BK_FORCE now. */
+ * items (an O(m) pass); QS_BK_FORCE looks now. */
 enum { QS_BK_CHECK = 1, QS_BK_FORCE = 2 };
 void qs_bk_rebalance(qs_kll *sk, int mode);
 /* The same check after chunk[0..len) was counted by the layer and before it
