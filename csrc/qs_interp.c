@@ -53,6 +53,7 @@ void qs_est_view_free(qs_est_view *v)
     free(v->hi);
     free(v->sa);
     free(v->sb);
+    free(v->logs);
     free(v);
 }
 
@@ -65,6 +66,9 @@ qs_status qs_est_reserve(qs_est_view *v, uint32_t n)
         if (!p) return QS_ENOMEM;
         *arrays[a] = p;
     }
+    uint8_t *logs = realloc(v->logs, n);
+    if (!logs) return QS_ENOMEM;
+    v->logs = logs;
     v->cap = n;
     return QS_OK;
 }
@@ -83,6 +87,11 @@ double qs_kll_interp_slack(const qs_kll *sk)
 /* The t in [0, 1] with hermite(t) = g: Newton steps kept inside a shrinking bracket. */
 static double hermite_inverse(double g, double sa, double sb)
 {
+    if (sa > 3.0 || sb > 3.0) { /* the rational quadratic's root, in its stable form */
+        const double c = sa + sb - 2.0, A = 1.0 - sa + g * c, B = sa - g * c;
+        const double t = 2.0 * g / (B + sqrt(B * B + 4.0 * A * g));
+        return t == t ? (t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t)) : g;
+    }
     double lo = 0.0, hi = 1.0, t = g;
     for (int it = 0; it < 60; it++) {
         const double f = hermite(t, sa, sb) - g;
@@ -441,7 +450,7 @@ qs_status qs_kll_rank_est(qs_kll *sk, const double *q, size_t len, int inclusive
                 r = n;
             } else {
                 const size_t j = c - 1;
-                double g = clip ? layer_fraction(v->x[j], v->x[j + 1], qi)
+                double g = clip ? coord_fraction(v->x[j], v->x[j + 1], qi, v->logs[j])
                                 : value_fraction(v->x[j], v->x[j + 1], qi);
                 if (learned) g = hermite(g, v->sa[j], v->sb[j]);
                 r = v->hi[j] + (v->lo[j + 1] - v->hi[j]) * g;
@@ -464,7 +473,7 @@ static double segment_value(const qs_est_view *v, size_t j, double g, int learne
     const double a = v->x[j], b = v->x[j + 1];
     if (!isfinite(a) || !isfinite(b)) return isfinite(a) ? a : b;
     const double t = learned ? hermite_inverse(g, v->sa[j], v->sb[j]) : g;
-    if (layer) return layer_value(a, b, t);
+    if (layer) return coord_value(a, b, t, v->logs[j]);
     const double x = 2.0 * (a * 0.5 + t * (b * 0.5 - a * 0.5));
     return x < a ? a : (x > b ? b : x);
 }

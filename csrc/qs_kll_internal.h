@@ -22,6 +22,7 @@ typedef struct qs_est_view {
     double *lo;      /* estimated weight of the items < x[i]  */
     double *hi;      /* estimated weight of the items <= x[i] */
     double *sa, *sb; /* learned: normalized Hermite slopes at both ends of segment i */
+    uint8_t *logs;   /* the layer's view: segment i is measured in log|x| */
 } qs_est_view;
 
 /*
@@ -120,19 +121,20 @@ QS_INLINE int log_segment(double a, double b)
     return isfinite(a) && isfinite(b) && ((a > 0.0 && b > 1e3 * a) || (b < 0.0 && a < 1e3 * b));
 }
 
-/* Where q lies in layer segment (a, b), in [0, 1] (value_fraction, or in log|x|). */
-QS_INLINE double layer_fraction(double a, double b, double q)
+/* Where q lies in segment (a, b), in [0, 1]: value_fraction, or in log|x|
+ * when `logs` (a segment on one side of zero). */
+QS_INLINE double coord_fraction(double a, double b, double q, int logs)
 {
-    if (!log_segment(a, b)) return value_fraction(a, b, q);
+    if (!logs) return value_fraction(a, b, q);
     const double la = log(fabs(a)), f = (log(fabs(q)) - la) / (log(fabs(b)) - la);
     return f >= 0.0 ? (f > 1.0 ? 1.0 : f) : 0.0; /* also NaN (q = 0 cannot be inside) */
 }
 
-/* The inverse: the value at fraction t of layer segment (a, b). */
-QS_INLINE double layer_value(double a, double b, double t)
+/* The inverse: the value at fraction t of segment (a, b). */
+QS_INLINE double coord_value(double a, double b, double t, int logs)
 {
     double x;
-    if (log_segment(a, b)) {
+    if (logs) {
         const double la = log(fabs(a));
         x = copysign(exp(la + t * (log(fabs(b)) - la)), a);
     } else {
@@ -141,23 +143,35 @@ QS_INLINE double layer_value(double a, double b, double t)
     return x < a ? a : (x > b ? b : x);
 }
 
-/* The normalized Hermite cubic of one segment: g(0) = 0, g(1) = 1, slopes sa
- * and sb at the ends; monotone for slopes in [0, 3]. */
+/* coord_fraction by the endpoints alone (no neighbours to judge by) */
+QS_INLINE double layer_fraction(double a, double b, double q)
+{
+    return coord_fraction(a, b, q, log_segment(a, b));
+}
+
+/* The normalized shape of one segment: g(0) = 0, g(1) = 1, slopes sa and sb
+ * at the ends.  The Hermite cubic, monotone for slopes in [0, 3]; beyond,
+ * Gregory and Delbourgo's rational quadratic, monotone for any slopes (a
+ * cluster's edge inside a segment needs a steeper end than a cubic has). */
 QS_INLINE double hermite(double t, double sa, double sb)
 {
     const double u = 1.0 - t;
+    if (sa > 3.0 || sb > 3.0) /* rational quadratic: monotone for any slopes */
+        return (t * t + sa * t * u) / (1.0 + (sa + sb - 2.0) * t * u);
     return t * t * (3.0 - 2.0 * t) + sa * t * u * u - sb * t * t * u;
 }
 
 /*
- * Monotone (Fritsch-Carlson) normalized slopes of segment j of a piecewise
- * cubic through knots x[0..K) whose segment masses are mass[0..K-1): the
- * derivative at a knot is the weighted harmonic mean of the secants on both
- * sides (0 if either is 0), a lone secant at the ends.  Widths are halved so
- * that any finite x stays finite.
+ * Normalized end slopes of segment j of a monotone piecewise curve through
+ * knots x[0..K) whose segment masses are mass[0..K-1), and the coordinate it
+ * is measured in (*logs: log|x|, see qs_buckets.c).  The density at a knot is
+ * the derivative of the parabola through it and its neighbours, in x or in
+ * log|x| (whichever makes the two secants more alike; 0 if either is 0), a
+ * lone secant at the ends; slopes beyond 3 make the segment a rational
+ * quadratic (hermite()).  Widths are halved so that any finite x stays finite.
  */
 void qs_pchip_segment(const double *x, const double *mass, uint32_t K, uint32_t j, double *sa,
-                      double *sb);
+                      double *sb, uint8_t *logs);
 
 /* Accuracy layer (qs_buckets.c). */
 qs_status qs_bk_init(qs_buckets *bk, uint32_t cap);
