@@ -292,41 +292,59 @@ void qs_bk_count_weighted(qs_buckets *bk, const double *x, const uint64_t *w, si
 static double secant(const double *x, const double *mass, uint32_t k, int logs)
 {
     const double a = x[k], b = x[k + 1];
-    if (logs) return mass[k] / fabs(log(fabs(b)) - log(fabs(a)));
+    if (logs) return mass[k] / fabs(log(b / a)); /* a and b on one side of zero */
     const double h = b * 0.5 - a * 0.5; /* halved: no overflow */
     return h > 0.0 ? 0.5 * (mass[k] / h) : NAN;
 }
 
-/*
- * Whether knot k's neighbouring secants are more alike in log|x| than in x
- * (a density like 1/x, data spread over decades): -1 when that cannot be
- * judged (a neighbour missing, empty or without width, or the two not on one
- * side of zero).
- */
-static int knot_prefers_log(const double *x, const double *mass, uint32_t K, uint32_t k)
+/* Whether (a, b) lies on one side of zero and spans more than `ratio`. */
+static int spans(double a, double b, double ratio)
 {
-    if (k == 0 || k + 1 >= K || mass[k - 1] <= 0.0 || mass[k] <= 0.0) return -1;
-    if (!((x[k - 1] > 0.0 && x[k + 1] > 0.0) || (x[k - 1] < 0.0 && x[k + 1] < 0.0))) return -1;
+    return (a > 0.0 && b > ratio * a) || (b < 0.0 && a < ratio * b);
+}
+
+/*
+ * The coordinate knot k's neighbouring secants are judged in, and those
+ * secants in it (*s0 below, *s1 above): log|x| (1) when the two neighbouring
+ * segments lie on one side of zero, span more than QS_BK_LOG_SPAN together
+ * and their secants are more alike in log|x| than in x (a density like 1/x,
+ * data spread over decades); x (0) otherwise; -1, with the secants in x,
+ * when that cannot be judged (a neighbour missing or empty, or the two
+ * across zero).
+ */
+static int knot_coord(const double *x, const double *mass, uint32_t K, uint32_t k, double *s0, double *s1)
+{
+    if (k == 0 || k + 1 >= K) return -1;
     const double x0 = secant(x, mass, k - 1, 0), x1 = secant(x, mass, k, 0);
+    *s0 = x0;
+    *s1 = x1;
+    if (mass[k - 1] <= 0.0 || mass[k] <= 0.0) return -1;
+    if (!((x[k - 1] > 0.0 && x[k + 1] > 0.0) || (x[k - 1] < 0.0 && x[k + 1] < 0.0))) return -1;
+    if (!spans(x[k - 1], x[k + 1], QS_BK_LOG_SPAN)) return 0;
     const double u0 = secant(x, mass, k - 1, 1), u1 = secant(x, mass, k, 1);
-    const double dx = fabs(log(x1 / x0)), du = fabs(log(u1 / u0));
-    if (!(dx == dx && du == du)) return -1;
-    return du < dx;
+    double rx = x1 / x0, ru = u1 / u0; /* |log r| compared as max(r, 1 / r) */
+    rx = rx < 1.0 ? 1.0 / rx : rx;
+    ru = ru < 1.0 ? 1.0 / ru : ru;
+    if (!(rx == rx && ru == ru)) return -1;
+    if (!(ru < rx)) return 0;
+    *s0 = u0;
+    *s1 = u1;
+    return 1;
 }
 
 /*
  * The density (per unit of x) at knot k, between segments k - 1 and k, from
- * their secants in the coordinate that makes them more alike: NaN when one
- * of them is missing or has no width, 0 when one holds nothing.
+ * their secants in the coordinate knot_coord judges them in: NaN when one of
+ * them is missing or has no width, 0 when one holds nothing.
  */
 static double knot_density(const double *x, const double *mass, uint32_t K, uint32_t k)
 {
     if (k == 0 || k + 1 >= K) return NAN;
     if (mass[k - 1] <= 0.0 || mass[k] <= 0.0) return 0.0;
-    const int prefers = knot_prefers_log(x, mass, K, k), logs = prefers == 1;
+    double s0, s1;
+    const int coord = knot_coord(x, mass, K, k, &s0, &s1), logs = coord == 1;
     /* a log segment's density in x says nothing of its neighbour's across zero */
-    if (prefers < 0 && (log_segment(x[k - 1], x[k]) || log_segment(x[k], x[k + 1]))) return NAN;
-    const double s0 = secant(x, mass, k - 1, logs), s1 = secant(x, mass, k, logs);
+    if (coord < 0 && (log_segment(x[k - 1], x[k]) || log_segment(x[k], x[k + 1]))) return NAN;
     const double h0 = mass[k - 1] / s0, h1 = mass[k] / s1;
     /* the derivative of the parabola through the three knots: PCHIP's
      * harmonic mean (scipy) runs low where the density climbs steeply, as at
@@ -338,15 +356,16 @@ static double knot_density(const double *x, const double *mass, uint32_t K, uint
 /*
  * The coordinate segment j is interpolated in: log|x| when it spans more
  * than three decades on one side of zero (log_segment), or when it spans
- * more than QS_BK_LOG_SPAN times and the secants around its ends are more
- * alike in log|x| at one end at least and not less alike at the other.
+ * more than QS_BK_LOG_SPAN times and the secants around its ends are judged
+ * in log|x| at one end at least and not in x at the other.
  */
 static int segment_logs(const double *x, const double *mass, uint32_t K, uint32_t j)
 {
     const double a = x[j], b = x[j + 1];
     if (log_segment(a, b)) return 1;
-    if (!((a > 0.0 && b > QS_BK_LOG_SPAN * a) || (b < 0.0 && a < QS_BK_LOG_SPAN * b))) return 0;
-    const int l = knot_prefers_log(x, mass, K, j), r = knot_prefers_log(x, mass, K, j + 1);
+    if (!spans(a, b, QS_BK_LOG_SPAN)) return 0;
+    double s0, s1;
+    const int l = knot_coord(x, mass, K, j, &s0, &s1), r = knot_coord(x, mass, K, j + 1, &s0, &s1);
     return (l != 0 && r != 0) && (l == 1 || r == 1);
 }
 
