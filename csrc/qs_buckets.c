@@ -24,27 +24,32 @@
  *     estimated, from compactors not yet blurred by the chunk's survivors;
  *   - where: at the edge of the chunk when it lies beyond everything before
  *     it in an end interval; at the edge of its range (a fence) when it is
- *     the larger part of an interval but a tenth of the interval lies beyond
- *     it; else at the median of the chunk's items inside it when they are the
- *     larger part, else at the weighted median of the retained items inside
- *     it (a data value always, so that heavy values become boundaries and
- *     are counted exactly from then on);
+ *     the larger part of an interval, or gathers there (1/16 of the chunk),
+ *     but a tenth of the interval lies beyond it; else at the median of the
+ *     chunk's items inside it when they are the larger part, else at the
+ *     weighted median of the retained items inside it (a data value always,
+ *     so that heavy values become boundaries and are counted exactly from
+ *     then on);
  *   - how the older items divide: exactly while the compactors are exact;
- *     then by the monotone cubic (PCHIP) through the cumulative counts of
- *     the buckets, unless the compactors' own estimate refutes it by more
- *     than QS_BK_Z standard deviations (sqrt(sum of squared weights) / 2 of
- *     the retained items inside), or at all when the chunk brings a large
- *     part of the interval (the stream is not stationary there: sorted runs,
- *     a zoom-in attack fill an interval unlike its neighbours).  Either way
- *     the count below the split value is clipped to the compactors'
- *     guaranteed interval there;
+ *     then by the monotone curve (the spline's, qs_pchip_segment) through
+ *     the cumulative counts of the buckets, unless the compactors' own
+ *     estimate refutes it by more than QS_BK_Z standard deviations
+ *     (sqrt(sum of squared weights) / 2 of the retained items inside;
+ *     QS_BK_CONFIRMED_Z when the chunk's own items there confirm the
+ *     curve), or at all when the chunk brings a large part of the interval
+ *     (the stream is not stationary there: sorted runs, a zoom-in attack
+ *     fill an interval unlike its neighbours).  Either way the count below
+ *     the split value is clipped to the compactors' guaranteed interval
+ *     there;
  *   - room: when all boundaries are in use, an adjacent pair is joined
  *     (exact): the one within its limit with the least load plus the error
  *     its joined cubic makes at the removed boundary (room_join).
  *
- * Estimates (qs_interp.c, estimator "spline") follow the same cubic through
- * the cumulative counts with the boundaries' point masses (refined inside a
- * segment where the compactors refute it: qs_bk_view), clipped to the
+ * Estimates (qs_interp.c, estimator "spline") follow the same curve through
+ * the cumulative counts with the boundaries' point masses -- a Hermite cubic
+ * or, past slope 3, a rational quadratic, in x or in log|x|
+ * (segment_logs), refined inside a segment where the compactors refute it
+ * and cut at zero where values close in on it (qs_bk_view) -- clipped to the
  * compactors' guaranteed interval: they can never be further from the truth
  * than twice KLL's bound.
  *
@@ -339,27 +344,6 @@ static int knot_coord(const double *x, const double *mass, uint32_t K, uint32_t 
 }
 
 /*
- * The density (per unit of x) at knot k, between segments k - 1 and k, from
- * their secants in the coordinate knot_coord judges them in: NaN when one of
- * them is missing or has no width, 0 when one holds nothing.
- */
-static double knot_density(const double *x, const double *mass, uint32_t K, uint32_t k)
-{
-    if (k == 0 || k + 1 >= K) return NAN;
-    if (mass[k - 1] <= 0.0 || mass[k] <= 0.0) return 0.0;
-    double s0, s1;
-    const int coord = knot_coord(x, mass, K, k, &s0, &s1), logs = coord == 1;
-    /* a log segment's density in x says nothing of its neighbour's across zero */
-    if (coord < 0 && (log_segment(x[k - 1], x[k]) || log_segment(x[k], x[k + 1]))) return NAN;
-    const double h0 = mass[k - 1] / s0, h1 = mass[k] / s1;
-    /* the derivative of the parabola through the three knots: PCHIP's
-     * harmonic mean (scipy) runs low where the density climbs steeply, as at
-     * a cluster's tail (measured: shift's max error 0.37 -> 0.26% of n) */
-    const double d = (h1 * s0 + h0 * s1) / (h0 + h1);
-    return logs ? d / fabs(x[k]) : d;
-}
-
-/*
  * The coordinate segment j is interpolated in: log|x| when it spans more
  * than three decades on one side of zero (log_segment), or when it spans
  * more than QS_BK_LOG_SPAN times and the secants around its ends are judged
@@ -374,6 +358,28 @@ static int segment_logs(const double *x, const double *mass, uint32_t K, uint32_
     const int l = knot_coord(x, mass, K, j, &s0, &s1), r = knot_coord(x, mass, K, j + 1, &s0, &s1);
     return (l != 0 && r != 0) && (l == 1 || r == 1);
 }
+
+/*
+ * The density (per unit of x) at knot k, between segments k - 1 and k, from
+ * their secants in the coordinate knot_coord judges them in: NaN when one of
+ * them is missing or has no width, 0 when one holds nothing.
+ */
+static double knot_density(const double *x, const double *mass, uint32_t K, uint32_t k)
+{
+    if (k == 0 || k + 1 >= K) return NAN;
+    if (mass[k - 1] <= 0.0 || mass[k] <= 0.0) return 0.0;
+    double s0, s1;
+    const int coord = knot_coord(x, mass, K, k, &s0, &s1), logs = coord == 1;
+    /* a log segment's density in x says nothing of its neighbour's across zero */
+    if (coord < 0 && (segment_logs(x, mass, K, k - 1) || segment_logs(x, mass, K, k))) return NAN;
+    const double h0 = mass[k - 1] / s0, h1 = mass[k] / s1;
+    /* the derivative of the parabola through the three knots: PCHIP's
+     * harmonic mean (scipy) runs low where the density climbs steeply, as at
+     * a cluster's tail (measured: shift's max error 0.37 -> 0.26% of n) */
+    const double d = (h1 * s0 + h0 * s1) / (h0 + h1);
+    return logs ? d / fabs(x[k]) : d;
+}
+
 
 /*
  * The density (in the segment's coordinate) at end `end` of segment j, whose

@@ -166,9 +166,10 @@ QS_INLINE double hermite(double t, double sa, double sb)
  * knots x[0..K) whose segment masses are mass[0..K-1), and the coordinate it
  * is measured in (*logs: log|x|, see qs_buckets.c).  The density at a knot is
  * the derivative of the parabola through it and its neighbours, in x or in
- * log|x| (whichever makes the two secants more alike; 0 if either is 0), a
- * lone secant at the ends; slopes beyond 3 make the segment a rational
- * quadratic (hermite()).  Widths are halved so that any finite x stays finite.
+ * log|x| (whichever makes the two secants more alike; 0 if either is 0); at
+ * min and max scipy's one-sided three-point formula; slopes beyond 3 make the
+ * segment a rational quadratic (hermite()).  Widths are halved so that any
+ * finite x stays finite.
  */
 void qs_pchip_segment(const double *x, const double *mass, uint32_t K, uint32_t j, double *sa,
                       double *sb, uint8_t *logs);
