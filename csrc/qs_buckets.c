@@ -314,10 +314,10 @@ static double secant(const double *x, const double *mass, uint32_t k, int logs)
     return h > 0.0 ? 0.5 * (mass[k] / h) : NAN;
 }
 
-/* Whether (a, b) lies on one side of zero and spans more than `ratio`. */
-static int spans(double a, double b, double ratio)
+/* Whether a and b lie on one side of zero (neither is 0). */
+static int one_side(double a, double b)
 {
-    return (a > 0.0 && b > ratio * a) || (b < 0.0 && a < ratio * b);
+    return (a > 0.0 && b > 0.0) || (a < 0.0 && b < 0.0);
 }
 
 /*
@@ -336,7 +336,7 @@ static int knot_coord(const double *x, const double *mass, uint32_t K, uint32_t 
     *s0 = x0;
     *s1 = x1;
     if (mass[k - 1] <= 0.0 || mass[k] <= 0.0) return -1;
-    if (!((x[k - 1] > 0.0 && x[k + 1] > 0.0) || (x[k - 1] < 0.0 && x[k + 1] < 0.0))) return -1;
+    if (!one_side(x[k - 1], x[k + 1])) return -1;
     if (!spans(x[k - 1], x[k + 1], QS_BK_LOG_SPAN)) return 0;
     const double u0 = secant(x, mass, k - 1, 1), u1 = secant(x, mass, k, 1);
     double rx = x1 / x0, ru = u1 / u0; /* |log r| compared as max(r, 1 / r) */
@@ -406,7 +406,7 @@ static double end_density(const double *x, const double *mass, uint32_t K, uint3
     const uint32_t k = j + (uint32_t)end;
     const int64_t nb = end ? (int64_t)j - 1 : (int64_t)j + 1;
     if (!(k == 0 || k + 1 == K) || nb < 0 || nb + 1 >= (int64_t)K) return s;
-    if (logs && !((x[nb] > 0.0 && x[nb + 1] > 0.0) || (x[nb] < 0.0 && x[nb + 1] < 0.0))) return s;
+    if (logs && !one_side(x[nb], x[nb + 1])) return s;
     const double s1 = secant(x, mass, (uint32_t)nb, logs);
     const double h0 = mass[j] / s, h1 = mass[nb] / s1;
     if (!(s1 >= 0.0 && h1 > 0.0 && isfinite(h1))) return s;
@@ -451,6 +451,28 @@ static double open_fraction(const double *x, const double *mass, uint32_t K, uin
     uint8_t logs;
     qs_pchip_segment(x, mass, K, j, &sa, &sb, &logs);
     return hermite(coord_fraction(x[j], x[j + 1], s, logs), sa, sb);
+}
+
+/* The first retained item of [ia, ib) (ia < ib) of a sorted view reaching
+ * half of their weight. */
+static double weighted_median(const double *items, const uint64_t *cum, uint32_t ia, uint32_t ib)
+{
+    const uint64_t base = ia ? cum[ia - 1] : 0, W = cum[ib - 1] - base;
+    uint32_t lo = ia, hi = ib - 1;
+    while (lo < hi) {
+        const uint32_t mid = lo + (hi - lo) / 2;
+        if (2 * (cum[mid] - base) < W) lo = mid + 1;
+        else hi = mid;
+    }
+    return items[lo];
+}
+
+/* The retained weight below the run of equal items [f, e) of a sorted view,
+ * plus half of the run's (the compactors' count below that value, read as a
+ * mid-rank), counted from `base`. */
+static double run_mid(const uint64_t *cum, uint64_t base, uint32_t f, uint32_t e)
+{
+    return 0.5 * ((double)((f ? cum[f - 1] : 0) - base) + (double)(cum[e - 1] - base));
 }
 
 /*
@@ -627,19 +649,6 @@ static size_t first_above(const double *a, size_t lo, size_t hi, double x, int s
     return lo;
 }
 
-/* The first retained item of [ia, ib) reaching half of their weight. */
-static double weighted_median(const split_ctx *cx, uint32_t ia, uint32_t ib)
-{
-    const uint64_t base = ia ? cx->cum[ia - 1] : 0, W = cx->cum[ib - 1] - base;
-    uint32_t lo = ia, hi = ib - 1;
-    while (lo < hi) {
-        const uint32_t mid = lo + (hi - lo) / 2;
-        if (2 * (cx->cum[mid] - base) < W) lo = mid + 1;
-        else hi = mid;
-    }
-    return cx->items[lo];
-}
-
 /*
  * Split interval j (with `before` items below it) at the median of its
  * items: of the chunk's, when they are the larger part, else of the
@@ -682,7 +691,7 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
     } else if (fb > fa && c_old > 0.0 && j == 0 && cx->fresh[fb - 1] < cx->old_min) {
         s = cx->fresh[fb - 1];
     } else if (fb > fa && (c_fresh >= c_old || W == 0 || concentrated)) {
-        s = c_fresh >= c_old || W == 0 ? cx->fresh[fa + (fb - fa) / 2] : weighted_median(cx, ia, ib);
+        s = c_fresh >= c_old || W == 0 ? cx->fresh[fa + (fb - fa) / 2] : weighted_median(items, cum, ia, ib);
         /* the chunk falls inside a narrower range than the items before it
          * (a zoom-in, a cluster inside a cluster): fence it in first, so that
          * neither side mixes a dense new cluster with the old items around it
@@ -701,7 +710,7 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
                  (w_above >= QS_BK_FENCE * (double)W || g_hi <= 1.0 - QS_BK_FENCE))
             s = f_hi;
     } else if (W > 0) {
-        s = weighted_median(cx, ia, ib);
+        s = weighted_median(items, cum, ia, ib);
     } else {
         return -1;
     }
@@ -1168,14 +1177,7 @@ static uint32_t coarse_knots(const qs_kll *sk, double *x, double *lo, double *hi
  */
 static int log_spread(const double *items, const uint64_t *cum, uint32_t i0, uint32_t i1, double a, double b)
 {
-    const uint64_t base = i0 ? cum[i0 - 1] : 0, W = cum[i1 - 1] - base;
-    uint32_t lo = i0, hi = i1 - 1;
-    while (lo < hi) {
-        const uint32_t mid = lo + (hi - lo) / 2;
-        if (2 * (cum[mid] - base) < W) lo = mid + 1;
-        else hi = mid;
-    }
-    const double f = coord_fraction(a, b, items[lo], 1);
+    const double f = coord_fraction(a, b, weighted_median(items, cum, i0, i1), 1);
     return f >= 0.25 && f <= 0.75;
 }
 
@@ -1209,8 +1211,7 @@ static int zero_knots(qs_est_view *v, const double *cx, double M, double scale, 
         const uint32_t i = neg - 1;
         uint32_t f = i;
         while (f > ia && items[f - 1] == items[i]) f--;
-        const double lo_w = (double)((f ? cum[f - 1] : 0) - base), hi_w = (double)(cum[i] - base);
-        last = fmin(M, 0.5 * (lo_w + hi_w) * scale);
+        last = fmin(M, run_mid(cum, base, f, i + 1) * scale);
         v->x[K] = items[i];
         v->lo[K] = v->hi[K] = start + last;
         K++;
@@ -1218,8 +1219,7 @@ static int zero_knots(qs_est_view *v, const double *cx, double M, double scale, 
     if (pos < ib) {
         uint32_t e = pos + 1;
         while (e < ib && items[e] == items[pos]) e++;
-        const double lo_w = (double)((pos ? cum[pos - 1] : 0) - base), hi_w = (double)(cum[e - 1] - base);
-        const double r = fmin(M, fmax(last, 0.5 * (lo_w + hi_w) * scale));
+        const double r = fmin(M, fmax(last, run_mid(cum, base, pos, e) * scale));
         v->x[K] = items[pos];
         v->lo[K] = v->hi[K] = start + r;
         K++;
@@ -1261,13 +1261,11 @@ static int refine_segment(const qs_kll *sk, qs_est_view *v, const double *cx, co
     double miss = 0.0;
     for (uint32_t i = ia; i < ib;) {
         const double y = items[i];
-        const double lo_w = (double)((i ? cum[i - 1] : 0) - base);
         uint32_t e = i + 1;
         while (e < ib && items[e] == y) e++;
-        const double hi_w = (double)(cum[e - 1] - base);
         v->x[K] = y;
         v->lo[K] = M * hermite(coord_fraction(cx[s], cx[s + 1], y, logs), sa, sb);
-        v->hi[K] = 0.5 * (lo_w + hi_w) * scale;
+        v->hi[K] = run_mid(cum, base, i, e) * scale;
         miss = fmax(miss, fabs(v->lo[K] - v->hi[K]));
         K++;
         i = e;

@@ -109,6 +109,12 @@ QS_INLINE double value_fraction(double a, double b, double q)
     return f < 0.0 ? 0.0 : (f > 1.0 ? 1.0 : f);
 }
 
+/* Whether (a, b) lies on one side of zero and spans more than `ratio`. */
+QS_INLINE int spans(double a, double b, double ratio)
+{
+    return (a > 0.0 && b > ratio * a) || (b < 0.0 && a < ratio * b);
+}
+
 /*
  * The accuracy layer's segments measure positions in log|x| when they span
  * more than three orders of magnitude on one side of zero: no density is
@@ -118,7 +124,7 @@ QS_INLINE double value_fraction(double a, double b, double q)
  */
 QS_INLINE int log_segment(double a, double b)
 {
-    return isfinite(a) && isfinite(b) && ((a > 0.0 && b > 1e3 * a) || (b < 0.0 && a < 1e3 * b));
+    return isfinite(a) && isfinite(b) && spans(a, b, 1e3);
 }
 
 /* Where q lies in segment (a, b), in [0, 1]: value_fraction, or in log|x|
