@@ -889,16 +889,25 @@ void qs_bk_uncount(qs_buckets *bk, const double *x, size_t len)
 /*
  * One side of a merge, re-cut at the sorted union U[0..u) of the boundaries:
  * open_out[0..u] and atom_out[0..u) are added to.  Inside an interval the
- * open mass is divided along the side's cubic; rounding is cumulative, so the
- * side's total is kept exactly.
+ * open mass is divided along the side's cubic -- or counted, when the side's
+ * compactors still hold every item (a small shard: its ties then land on
+ * the other side's boundaries as the atoms they are); rounding is
+ * cumulative, so the side's total is kept exactly.
  */
-static void recut_add(const qs_kll *sk, const double *U, uint32_t u, double *x, double *mass,
-                      uint64_t *open_out, uint64_t *atom_out)
+static qs_status recut_add(qs_kll *sk, const double *U, uint32_t u, double *x, double *mass,
+                           uint64_t *open_out, uint64_t *atom_out)
 {
     const qs_buckets *bk = &sk->bk;
-    if (sk->n == 0) return;
+    if (sk->n == 0) return QS_OK;
     const uint32_t m = bk->m, K = m + 2;
     layer_knots(bk, sk->min, sk->max, x, mass);
+    const double *items = NULL;
+    const uint64_t *cum = NULL;
+    uint32_t R = 0;
+    if (!sk->compacted) {
+        qs_status st = qs_kll_sorted_view(sk, &items, &cum, &R);
+        if (st != QS_OK) return st;
+    }
     uint64_t below_prev = 0; /* items <= U[t - 1] */
     uint64_t before_j = 0;   /* items before interval j's open part */
     uint32_t j = 0;          /* interval of the side holding the current point */
@@ -919,6 +928,14 @@ static void recut_add(const qs_kll *sk, const double *U, uint32_t u, double *x, 
                 lt = le = 0;
             } else if (q > sk->max) {
                 lt = le = sk->n;
+            } else if (items) {
+                const size_t a = first_above(items, 0, R, q, 0), b = first_above(items, a, R, q, 1);
+                lt = a ? cum[a - 1] : 0;
+                le = b ? cum[b - 1] : 0;
+                /* the layer counted the same items: stay inside interval j all the same */
+                const uint64_t top = before_j + bk->open[j];
+                lt = lt < before_j ? before_j : (lt > top ? top : lt);
+                le = le < lt ? lt : (le > top ? top : le);
             } else if (q == sk->min && sk->min < sk->max) {
                 lt = le = 0; /* nothing below min (items equal to it: above the cut) */
             } else if (q == sk->max && sk->min < sk->max) {
@@ -937,6 +954,7 @@ static void recut_add(const qs_kll *sk, const double *U, uint32_t u, double *x, 
         if (t < u) atom_out[t] += le - lt;
         below_prev = le;
     }
+    return QS_OK;
 }
 
 /* A boundary and the load of joining at it. */
@@ -1044,7 +1062,7 @@ done:
     return left;
 }
 
-qs_status qs_bk_merged(const qs_kll *dst, const qs_kll *src, qs_buckets *out)
+qs_status qs_bk_merged(qs_kll *dst, qs_kll *src, qs_buckets *out)
 {
     memset(out, 0, sizeof *out);
     const qs_buckets *a = &dst->bk, *b = &src->bk;
@@ -1067,11 +1085,15 @@ qs_status qs_bk_merged(const qs_kll *dst, const qs_kll *src, qs_buckets *out)
         else { v = a->bound[i++]; k++; }
         U[u++] = v;
     }
-    recut_add(dst, U, u, x, mass, open, atom);
-    recut_add(src, U, u, x, mass, open, atom);
+    st = recut_add(dst, U, u, x, mass, open, atom);
+    if (st == QS_OK) st = recut_add(src, U, u, x, mass, open, atom);
+    if (st != QS_OK) goto fail;
     const double n = (double)dst->n + (double)src->n;
     const int64_t m = join_down(U, open, atom, u, cap, layer_base(n, cap), n);
-    if (m < 0) goto fail;
+    if (m < 0) {
+        st = QS_ENOMEM;
+        goto fail;
+    }
     st = qs_bk_init(out, cap);
     if (st != QS_OK) goto fail;
     out->m = (uint32_t)m;

@@ -715,7 +715,7 @@ static qs_status merge_compactors(qs_kll *dst, const qs_kll *src)
     return QS_OK;
 }
 
-qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
+qs_status qs_kll_merge(qs_kll *dst, qs_kll *src)
 {
     if (src->n == 0 && src->bk.cap) return merge_compactors(dst, src);
     qs_buckets merged;

@@ -62,9 +62,10 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
 qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *weights,
                                  size_t len, int nan_raise);
 
-/* dst absorbs src (src unchanged).  If src->k < dst->k, dst takes the smaller
- * k.  On failure dst is unchanged. */
-qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src);
+/* dst absorbs src.  src keeps its items (only its cached sorted view may be
+ * built: a small src's exact counts cut the merged layer).  If src->k <
+ * dst->k, dst takes the smaller k.  On failure dst is unchanged. */
+qs_status qs_kll_merge(qs_kll *dst, qs_kll *src);
 
 /* Exact low-cardinality mode: while a sketch has seen at most `limit`
  * distinct values it keeps them with exact counts, and every answer is exact.

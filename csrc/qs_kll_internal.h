@@ -205,8 +205,8 @@ void qs_bk_rebalance_chunk(qs_kll *sk, const double *chunk, size_t len, double o
 /* Take back qs_bk_count(bk, x, len) (when the compactors could not take x). */
 void qs_bk_uncount(qs_buckets *bk, const double *x, size_t len);
 /* The merged layer of dst and src into out (cap = the smaller cap); dst and
- * src unchanged. */
-qs_status qs_bk_merged(const qs_kll *dst, const qs_kll *src, qs_buckets *out);
+ * src unchanged but for their cached sorted views. */
+qs_status qs_bk_merged(qs_kll *dst, qs_kll *src, qs_buckets *out);
 int qs_bk_check(const qs_kll *sk, const char **message);
 /* The knots, masses and slopes of the layer's CDF (for the spline estimator). */
 qs_status qs_bk_view(qs_kll *sk, qs_est_view *v);

@@ -204,6 +204,38 @@ def test_merging_100_shards(split):
     assert_clipped(merged, np.quantile(data, np.linspace(0, 1, 101)))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_small_exact_shard_is_counted_into_the_merged_layer(seed):
+    """A shard whose compactors still hold every item is cut at the other
+    side's boundaries by counting, not along its cubic: at every boundary of
+    the large side the merged layer holds the large side's counts plus the
+    shard's exact ones.  Rounded values put whole point masses on those
+    boundaries (the cubic spread them into the intervals beside)."""
+    rng = np.random.default_rng(seed)
+    big_data = np.round(rng.normal(50.0, 15.0, 200_000), 1)
+    shard_data = np.round(rng.normal(50.0, 15.0, 150), 1)
+    big, shard = KLLSketch(100, seed=seed), KLLSketch(100, seed=seed + 10)
+    big.update(big_data)
+    shard.update(shard_data)
+    assert big.is_estimation_mode and not shard.is_estimation_mode
+
+    def below_and_at(s):
+        bounds, open_counts, atoms = s._buckets()
+        below = np.cumsum(open_counts[:-1]) + np.concatenate([[0], np.cumsum(atoms)[:-1]])
+        return dict(zip(bounds.tolist(), zip(below.tolist(), atoms.tolist())))
+
+    before = below_and_at(big)
+    big.merge(shard)
+    check_layer(big)
+    after = below_and_at(big)
+    kept = sorted(set(before) & set(after))
+    assert len(kept) > 50  # most of the large side's boundaries survive the joins
+    xs = np.sort(shard_data)
+    lt, le = np.searchsorted(xs, kept, "left"), np.searchsorted(xs, kept, "right")
+    assert [after[b] for b in kept] == [(before[b][0] + int(a), before[b][1] + int(c - a))
+                                        for b, a, c in zip(kept, lt, le)]
+
+
 def test_merge_takes_the_smaller_layer_and_drops_a_missing_one():
     rng = np.random.default_rng(9)
     a, b, c = KLLSketch(seed=1, buckets=100), KLLSketch(seed=2, buckets=40), KLLSketch(seed=3, buckets=0)

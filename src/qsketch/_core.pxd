@@ -30,7 +30,7 @@ cdef extern from "qs_kll.h" nogil:
     qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_raise)
     qs_status qs_kll_update_weighted(qs_kll *sk, const double *x, const uint64_t *weights,
                                      size_t len, int nan_raise)
-    qs_status qs_kll_merge(qs_kll *dst, const qs_kll *src)
+    qs_status qs_kll_merge(qs_kll *dst, qs_kll *src)
 
     uint32_t qs_kll_k(const qs_kll *sk)
     uint64_t qs_kll_n(const qs_kll *sk)
