@@ -236,6 +236,23 @@ def test_a_small_exact_shard_is_counted_into_the_merged_layer(seed):
                                         for b, a, c in zip(kept, lt, le)]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_merges_keep_the_boundaries_a_cubic_cannot_replace(seed):
+    """zoom_in cut into 40 shards in stream order (each a narrower band of
+    decades around 0), k=100: measured merged max error 0.18-0.40% of n over
+    these seeds; joining the union of boundaries by load alone, which drops
+    the edges of the shards' clusters, gave 0.65-1.75%."""
+    data = stream("zoom_in", 200_000, seed)
+    merged = KLLSketch(100, seed=seed)
+    for i, part in enumerate(np.array_split(data, 40)):
+        shard = KLLSketch(100, seed=1000 * seed + i)
+        shard.update(part)
+        merged.merge(shard)
+    check_layer(merged)
+    assert mid_rank_errors(merged, data).max() <= 0.006
+    assert_clipped(merged, np.quantile(data, np.linspace(0, 1, 101)))
+
+
 def test_merge_takes_the_smaller_layer_and_drops_a_missing_one():
     rng = np.random.default_rng(9)
     a, b, c = KLLSketch(seed=1, buckets=100), KLLSketch(seed=2, buckets=40), KLLSketch(seed=3, buckets=0)
