@@ -34,7 +34,8 @@
  *     then by the monotone curve (the spline's, qs_pchip_segment) through
  *     the cumulative counts of the buckets, unless the compactors' own
  *     estimate refutes it by more than QS_BK_Z standard deviations
- *     (sqrt(sum of squared weights) / 2 of the retained items inside;
+ *     (sqrt(sum of squared weights) / 2 of the retained items inside, at
+ *     most QS_BK_SD_TOP top weights;
  *     QS_BK_CONFIRMED_Z when the chunk's own items there confirm the
  *     curve), or at all when the chunk brings a large part of the interval
  *     (the stream is not stationary there: sorted runs, a zoom-in attack
@@ -48,10 +49,10 @@
  * Estimates (qs_interp.c, estimator "spline") follow the same curve through
  * the cumulative counts with the boundaries' point masses -- a Hermite cubic
  * or, past slope 3, a rational quadratic, in x or in log|x|
- * (segment_logs), refined inside a segment where the compactors refute it
- * and cut at zero where values close in on it (qs_bk_view) -- clipped to the
- * compactors' guaranteed interval: they can never be further from the truth
- * than twice KLL's bound.
+ * (segment_logs), following the compactors inside a segment where they
+ * refute it and cut at zero where values close in on it (qs_bk_view) --
+ * clipped to the compactors' guaranteed interval: they can never be further
+ * from the truth than twice KLL's bound.
  *
  * Merging re-cuts each side's intervals at the union of the boundaries along
  * its own cubic (or by counting, for a side whose compactors hold every
@@ -72,7 +73,10 @@
 #define QS_BK_Z 1.0
 /* The same for the spline's shape inside a segment: the view follows the
  * cubic unless the compactors refute it by this many; 1 would let their noise
- * through on smooth data (measured: 4x the max error on log_uniform_squared). */
+ * through on smooth data (measured: 4x the max error on log_uniform_squared).
+ * A refuted segment follows the compactors throughout: clipping its cubic to
+ * their count +- this many left it at the edge of what they allow (k = 8 with
+ * 4 boundaries, shift: max error 14.7 -> 3.4% of n). */
 #define QS_BK_VIEW_Z 3.0
 /* ... and a segment whose curve misses the compactors somewhere by more than
  * this many standard deviations of their rank error (eps n / 2.576) follows
@@ -80,6 +84,14 @@
  * max error 2.03% / 0.99% -> 0.53% / 0.54% of n against the step function's
  * 0.70%; the default 2k boundaries never reach it on the benchmark). */
 #define QS_BK_SEGMENT_Z 2.0
+/* The standard deviation of the compactors' count of a span is at most this
+ * many weights of their heaviest items, however many items the span holds:
+ * KLL's error at a point comes from the few compactions of the top levels,
+ * not from every retained item (the sum of w^2 / 4 over the span's items,
+ * which the error is otherwise taken as, grows with the span).  Measured with
+ * k = 8 and 4-16 boundaries: sorted 9.1 -> 1.0% of n, zoom_in 9.8 -> 0.017%,
+ * shift at 1 KB 3.36 -> 2.86%; the default 2k boundaries unchanged. */
+#define QS_BK_SD_TOP 1.0
 /* A chunk is fenced in when this much of the compactors' weight in the
  * interval lies beyond it on one side. */
 #define QS_BK_FENCE 0.1
@@ -506,6 +518,13 @@ static void sampled_weights(const qs_kll *sk, const uint64_t *cum, uint32_t a, u
     if (sum2) *sum2 = s2;
 }
 
+/* The standard deviation of the compactors' count of a span whose sampled
+ * items' squared weights add up to w2 (QS_BK_SD_TOP). */
+static double sampled_sd(const qs_kll *sk, double w2)
+{
+    return fmin(0.5 * sqrt(w2), QS_BK_SD_TOP * ldexp(1.0, sk->compacted));
+}
+
 /* Knot t of the layer, t = 0 .. m + 1: min, the boundaries, max. */
 static double layer_knot(const qs_kll *sk, uint32_t t)
 {
@@ -755,7 +774,7 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
                  * exact one is all at s) */
                 const double scale = c_old / (double)W;
                 const double kll_left = (w_left + 0.5 * w_at_sampled) * scale;
-                const double spread = 0.5 * sqrt(w2) * scale;
+                const double spread = sampled_sd(sk, w2) * scale;
                 /* when the chunk brings much of the interval, the stream is not
                  * stationary here, and a cubic through counts that mostly hold
                  * the chunk says nothing of the items before it */
@@ -1317,13 +1336,14 @@ static int zero_knots(qs_est_view *v, const double *cx, double M, double scale, 
 /*
  * Refine segment s of the coarse view (knots cx, masses mass, slopes sa, sb,
  * coordinate logs) with the retained items strictly inside it,
- * items[ia..ib): a segment across zero gets zero_knots (returns 2); else
- * each distinct value y becomes a knot at the curve's count below y, unless
- * the compactors refute the curve there by more than QS_BK_VIEW_Z standard
- * deviations -- or anywhere in the segment by more than QS_BK_SEGMENT_Z of
- * their rank error -- then the count is clipped to their estimate +- that
- * (or set to it).  Appends the knots to v after v->size (lo = hi: no point
- * mass) and returns 1 if any was clipped, else appends nothing and returns 0.
+ * items[ia..ib): a segment across zero gets zero_knots (returns 2); else,
+ * when the curve misses the compactors' count below some distinct retained
+ * value by more than QS_BK_VIEW_Z standard deviations of their error -- or
+ * by more than QS_BK_SEGMENT_Z of their rank error -- the segment follows
+ * them: each distinct value y becomes a knot at their count below y, scaled
+ * to the segment's exact count.  Appends the knots to v after v->size (lo =
+ * hi: no point mass) and returns 1; returns 0 and appends nothing when the
+ * curve stands.
  */
 static int refine_segment(const qs_kll *sk, qs_est_view *v, const double *cx, const double *mass,
                           uint32_t s, double sa, double sb, int logs, double start, const double *items,
@@ -1339,42 +1359,27 @@ static int refine_segment(const qs_kll *sk, qs_est_view *v, const double *cx, co
     if (2.0 * (double)W < M || (double)W > 2.0 * M) return 0;
     const double scale = M / (double)W;
     if (zero_knots(v, cx + s, M, scale, start, items, cum, base, ia, ib)) return 2;
-    double tol = QS_BK_VIEW_Z * 0.5 * (sqrt(w2) * scale + fabs(M - (double)W));
-    /* the curve's and the compactors' counts below each distinct retained
-     * value (in lo and hi for now), and the curve's largest miss */
+    const double tol = fmin(QS_BK_VIEW_Z * (sampled_sd(sk, w2) * scale + 0.5 * fabs(M - (double)W)),
+                            QS_BK_SEGMENT_Z * qs_kll_normalized_rank_error(sk->k, 0) * (double)sk->n / 2.576);
+    /* the compactors' count below each distinct retained value, and whether
+     * the curve misses one by more than tol (a wide segment, few boundaries,
+     * a gap or a tail the curve cannot follow) */
     const uint32_t K0 = v->size;
     uint32_t K = K0;
-    double miss = 0.0;
+    int refuted = 0;
     for (uint32_t i = ia; i < ib;) {
         const double y = items[i];
         uint32_t e = i + 1;
         while (e < ib && items[e] == y) e++;
+        const double kll = run_mid(cum, base, i, e) * scale;
+        refuted |= fabs(M * hermite(coord_fraction(cx[s], cx[s + 1], y, logs), sa, sb) - kll) > tol;
         v->x[K] = y;
-        v->lo[K] = M * hermite(coord_fraction(cx[s], cx[s + 1], y, logs), sa, sb);
-        v->hi[K] = run_mid(cum, base, i, e) * scale;
-        miss = fmax(miss, fabs(v->lo[K] - v->hi[K]));
+        v->lo[K] = v->hi[K] = start + kll;
         K++;
         i = e;
     }
-    /* a miss beyond what the compactors' rank error allows anywhere (a wide
-     * segment, few boundaries, a gap or a tail the curve cannot follow): the
-     * segment follows the compactors */
-    if (miss > QS_BK_SEGMENT_Z * qs_kll_normalized_rank_error(sk->k, 0) * (double)sk->n / 2.576) tol = 0.0;
-    int clipped = 0;
-    for (uint32_t t = K0; t < K; t++) {
-        double r = v->lo[t];
-        const double kll = v->hi[t];
-        if (r < kll - tol) {
-            r = kll - tol;
-            clipped = 1;
-        } else if (r > kll + tol) {
-            r = kll + tol;
-            clipped = 1;
-        }
-        v->lo[t] = v->hi[t] = start + r;
-    }
-    if (clipped) v->size = K;
-    return clipped;
+    if (refuted) v->size = K;
+    return refuted;
 }
 
 qs_status qs_bk_view(qs_kll *sk, qs_est_view *v)
