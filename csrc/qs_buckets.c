@@ -1060,7 +1060,7 @@ QS_INLINE void replay(join_entry *node, uint32_t P, join_entry e)
  * across it would place well costs little to drop, one at a cluster's edge a
  * lot.  (By load alone, a merge of zoom_in shards dropped the edges of the
  * clusters the shards had fenced in.)  A join changes the costs of the two
- * boundaries on either side of it only, so a tournament tree over the costs
+ * nearest boundaries on each side of it only, so a tournament tree over the costs
  * finds the next one in O(log u) instead of a scan of the layer.  While
  * joining, an interval is kept in open[] at the index of the boundary to its
  * right (u for the last one).  Returns the boundaries left, moved to the
