@@ -712,6 +712,8 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
     /* the chunk gathers here, far beyond a stationary stream's share (a full
      * layer's intervals each hold at most about 2% of the items) */
     const int concentrated = c_fresh >= QS_BK_GATHER_MIN && c_fresh * QS_BK_GATHER >= (double)cx->chunk_len;
+    /* the chunk's items are the larger part (or all the compactors show) */
+    const int fresh_major = c_fresh >= c_old || W == 0;
     double s;
     if (fb > fa && c_old > 0.0 && j == m && cx->fresh[fa] > cx->old_max) {
         /* the chunk lies beyond everything before it (a shift, a sorted run):
@@ -719,8 +721,8 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
         s = cx->fresh[fa];
     } else if (fb > fa && c_old > 0.0 && j == 0 && cx->fresh[fb - 1] < cx->old_min) {
         s = cx->fresh[fb - 1];
-    } else if (fb > fa && (c_fresh >= c_old || W == 0 || concentrated)) {
-        s = c_fresh >= c_old || W == 0 ? cx->fresh[fa + (fb - fa) / 2] : weighted_median(items, cum, ia, ib);
+    } else if (fb > fa && (fresh_major || concentrated)) {
+        s = fresh_major ? cx->fresh[fa + (fb - fa) / 2] : weighted_median(items, cum, ia, ib);
         /* the chunk falls inside a narrower range than the items before it
          * (a zoom-in, a cluster inside a cluster): fence it in first, so that
          * neither side mixes a dense new cluster with the old items around it

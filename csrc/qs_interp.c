@@ -87,7 +87,7 @@ double qs_kll_interp_slack(const qs_kll *sk)
 /* The t in [0, 1] with hermite(t) = g: Newton steps kept inside a shrinking bracket. */
 static double hermite_inverse(double g, double sa, double sb)
 {
-    if (sa > 3.0 || sb > 3.0) { /* the rational quadratic's root, in its stable form */
+    if (rational_shape(sa, sb)) { /* the rational quadratic's root, in its stable form */
         const double c = sa + sb - 2.0, A = 1.0 - sa + g * c, B = sa - g * c;
         const double t = 2.0 * g / (B + sqrt(B * B + 4.0 * A * g));
         return t == t ? (t < 0.0 ? 0.0 : (t > 1.0 ? 1.0 : t)) : g;

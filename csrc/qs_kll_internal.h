@@ -156,13 +156,16 @@ QS_INLINE double layer_fraction(double a, double b, double q)
 }
 
 /* The normalized shape of one segment: g(0) = 0, g(1) = 1, slopes sa and sb
- * at the ends.  The Hermite cubic, monotone for slopes in [0, 3]; beyond,
- * Gregory and Delbourgo's rational quadratic, monotone for any slopes (a
- * cluster's edge inside a segment needs a steeper end than a cubic has). */
+ * at the ends.  The Hermite cubic, monotone for slopes in [0, 3]; beyond
+ * (rational_shape), Gregory and Delbourgo's rational quadratic, monotone for
+ * any slopes (a cluster's edge inside a segment needs a steeper end than a
+ * cubic has). */
+QS_INLINE int rational_shape(double sa, double sb) { return sa > 3.0 || sb > 3.0; }
+
 QS_INLINE double hermite(double t, double sa, double sb)
 {
     const double u = 1.0 - t;
-    if (sa > 3.0 || sb > 3.0) /* rational quadratic: monotone for any slopes */
+    if (rational_shape(sa, sb)) /* rational quadratic: monotone for any slopes */
         return (t * t + sa * t * u) / (1.0 + (sa + sb - 2.0) * t * u);
     return t * t * (3.0 - 2.0 * t) + sa * t * u * u - sb * t * t * u;
 }

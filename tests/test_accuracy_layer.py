@@ -57,6 +57,11 @@ def mid_rank_errors(s, data, estimator=None):
     return np.abs(est - truth)
 
 
+def max_errors(s, data):
+    """The largest mid-rank errors of the spline and the step estimator."""
+    return mid_rank_errors(s, data).max(), mid_rank_errors(s, data, estimator="step").max()
+
+
 def check_layer(s):
     """The layer's own invariants, read back through _buckets()."""
     s._check_invariants()
@@ -461,8 +466,7 @@ def test_log_uniform_data_follow_their_density(seed):
     x = 10.0 ** rng.uniform(-20, 20, 300_000)
     s = KLLSketch(80, seed=seed)
     s.update(x)
-    spline = mid_rank_errors(s, x).max()
-    step = mid_rank_errors(s, x, estimator="step").max()
+    spline, step = max_errors(s, x)
     assert spline < 0.004 and spline < step / 4
 
 
@@ -479,8 +483,7 @@ def test_zoom_in_from_both_sides(seed):
     x = np.where(i % 2 == 0, 1.0, -1.0) * np.exp(np.log(1e-200) / n) ** i
     s = KLLSketch(80, seed=seed)
     s.update(x)
-    spline = mid_rank_errors(s, x).max()
-    step = mid_rank_errors(s, x, estimator="step").max()
+    spline, step = max_errors(s, x)
     assert spline < 0.006 and spline < step / 2
     p = np.linspace(0.001, 0.999, 999)
     q = s.quantile(p)
@@ -499,8 +502,7 @@ def test_a_shift_keeps_the_old_and_new_distributions_apart(seed):
     x = np.concatenate([rng.normal(0.0, 1.0, n // 2), rng.normal(8.0, 0.5, n - n // 2)])
     s = KLLSketch(80, seed=seed)
     s.update(x)
-    spline = mid_rank_errors(s, x).max()
-    step = mid_rank_errors(s, x, estimator="step").max()
+    spline, step = max_errors(s, x)
     assert spline < 0.012 and spline < 0.7 * step
 
 
@@ -515,8 +517,7 @@ def test_a_refuted_segment_follows_the_compactors(seed):
     data = stream("zoom_in", 300_000, seed)
     s = KLLSketch(8, seed=seed, buckets=4)
     s.update(data)
-    spline = mid_rank_errors(s, data).max()
-    step = mid_rank_errors(s, data, estimator="step").max()
+    spline, step = max_errors(s, data)
     assert spline < 1.25 * step
     assert_clipped(s, np.quantile(data, np.linspace(0, 1, 101)))
 
@@ -549,6 +550,5 @@ def test_a_small_layer_is_no_worse_than_the_step_function(seed):
     x = np.random.default_rng(seed).normal(size=1_000_000)
     s = KLLSketch(200, seed=seed, buckets=4)
     s.update(x)
-    spline = mid_rank_errors(s, x).max()
-    step = mid_rank_errors(s, x, estimator="step").max()
+    spline, step = max_errors(s, x)
     assert spline < 1.5 * step
