@@ -619,8 +619,13 @@ def test_rejected_bytes_do_not_leak(name):
 
 SIDECAR = json.loads((DATA / "golden_v1.json").read_text())
 GOLDEN = sorted(SIDECAR["files"])
-SIDECAR_V2 = json.loads((DATA / "golden_v2.json").read_text())
+CURRENT_VERSION = KLLSketch().to_bytes()[3]
+# the golden sets of version 2 and later (make_golden.py writes one per version)
+SIDECARS = {v: json.loads((DATA / f"golden_v{v}.json").read_text()) for v in range(2, CURRENT_VERSION + 1)
+            if (DATA / f"golden_v{v}.json").is_file()}
+SIDECAR_V2 = SIDECARS[2]
 GOLDEN_V2 = sorted(SIDECAR_V2["files"])
+GOLDEN_LATER = [(v, name) for v in sorted(SIDECARS) for name in sorted(SIDECARS[v]["files"])]
 
 
 def _make_golden():
@@ -648,16 +653,28 @@ def _all_same(got, want):
 def test_golden_files_present():
     assert GOLDEN == sorted(f"kll_f64_n{n}_v1.qsk" for n in (0, 1, 10, 1000, 100000))
     assert SIDECAR["format_version"] == 1
-    assert GOLDEN_V2 == sorted(MAKE_GOLDEN.FILES)
-    assert {f"kll_f64_n{n}_v2.qsk" for n in (0, 1, 10, 1000, 100000)} <= set(GOLDEN_V2)
     assert SIDECAR_V2["format_version"] == 2 and tuple(SIDECAR_V2["estimators"]) == ESTIMATORS
-    for name in GOLDEN + GOLDEN_V2:
+    # every version from 2 on has its set, up to (and from version 3 on,
+    # including) the one the writer writes now: a new version must get its files
+    assert sorted(SIDECARS) == list(range(2, CURRENT_VERSION + 1))
+    for version, sidecar in SIDECARS.items():
+        assert sidecar["format_version"] == version
+        assert tuple(sidecar["estimators"]) == MAKE_GOLDEN.estimators_for(version)
+        assert sorted(sidecar["files"]) == sorted(MAKE_GOLDEN.files_for(version))
+        assert {f"kll_f64_n{n}_v{version}.qsk" for n in (0, 1, 10, 1000, 100000)} <= set(sidecar["files"])
+        for name in sidecar["files"]:
+            assert (DATA / name).is_file()
+        # each set covers the exact table, the compactors, and discrete data in both
+        entries = sidecar["files"].values()
+        assert any(e["exact_limit"] > 0 and e["n"] >= 100_000 for e in entries)
+        assert any(e["is_estimation_mode"] and e["recipe"]["data"] == "scores" for e in entries)
+        assert any(e["estimator"] != "learned" and e["nan_policy"] == "raise" for e in entries)
+        if version >= 3:  # and the accuracy layer: the default, a small one, none
+            assert {e["buckets"] for e in entries} >= {0, 16, 400}
+            assert any(e["boundaries"] == e["buckets"] == 400 for e in entries)  # a full layer
+            assert any(e["boundaries"] > 0 and e["estimator"] == "spline" for e in entries)
+    for name in GOLDEN:
         assert (DATA / name).is_file()
-    # the v2 files cover the exact table, the compactors, and discrete data in both
-    entries = SIDECAR_V2["files"].values()
-    assert any(e["exact_limit"] > 0 and e["n"] >= 100_000 for e in entries)
-    assert any(e["is_estimation_mode"] and e["recipe"]["data"] == "scores" for e in entries)
-    assert any(e["estimator"] != "learned" and e["nan_policy"] == "raise" for e in entries)
 
 
 @pytest.mark.parametrize("name", GOLDEN)
@@ -727,24 +744,37 @@ def test_golden_v1_file_reencodes_as_version_3(name):
     assert all_answers(t) == all_answers(s)
 
 
-@pytest.mark.parametrize("name", GOLDEN_V2)
-def test_golden_v2_file(name):
-    """The version 2 files decode to their sidecar, with every estimator, and
-    re-encode bit for bit as version 3 (the same bytes, version byte 3 and an
-    empty bucket section: no accuracy layer)."""
+def reencoded(blob, version):
+    """What the writer writes for a sketch decoded from golden ``blob`` of
+    ``version`` >= 2: the same bytes with the current version byte, after an
+    empty bucket section (no accuracy layer) for version 2."""
+    out = bytearray(blob[:-4]) + (struct.pack("<HH", 0, 0) if version == 2 else b"")
+    out[3] = CURRENT_VERSION
+    return recrc(out + b"\x00" * 4)
+
+
+@pytest.mark.parametrize("version, name", GOLDEN_LATER)
+def test_golden_file_of_version_2_or_later(version, name):
+    """The files of every version from 2 on decode to their sidecar, with
+    every estimator of that version, and re-encode bit for bit as the current
+    version (reencoded)."""
     blob = (DATA / name).read_bytes()
-    want = SIDECAR_V2["files"][name]
+    want = SIDECARS[version]["files"][name]
     recipe = want["recipe"]
-    assert recipe == MAKE_GOLDEN.FILES[name]
+    assert recipe == MAKE_GOLDEN.files_for(version)[name]
     assert len(blob) == want["size"]
-    assert blob[:3] == b"QSK" and blob[3] == 2
+    assert blob[:3] == b"QSK" and blob[3] == version
     assert blob[11] == want["compacted_level"] and (blob[11] != 0) == want["is_estimation_mode"]
     s = KLLSketch.from_bytes(blob)
     s._check_invariants()
-    assert s.buckets == 0
-    v3 = bytearray(blob[:-4]) + struct.pack("<HH", 0, 0)
-    v3[3] = 3
-    assert s.to_bytes() == recrc(v3 + b"\x00" * 4)  # bit for bit
+    assert s.to_bytes() == reencoded(blob, version)  # bit for bit
+    if version == 2:
+        assert s.buckets == 0
+    else:
+        assert blob[8] == want["m"]
+        assert s.buckets == want["buckets"]
+        layer = s._buckets()
+        assert (0 if layer is None else layer[0].size) == want["boundaries"]
     assert s.n == want["n"] == recipe["n"] and s.k == want["k"] == recipe["k"]
     assert s.nan_count == want["nan_count"]
     assert s.num_retained == want["num_retained"]
@@ -755,7 +785,7 @@ def test_golden_v2_file(name):
     assert _same(s.min, want["min"]) and _same(s.max, want["max"])
     p = np.array(want["p"])
     pts = np.array(want["rank_points"])
-    for est in (None,) + ESTIMATORS:
+    for est in (None,) + MAKE_GOLDEN.estimators_for(version):
         rec = want["answers"][est or s.estimator]
         assert _all_same(s.quantile(p, estimator=est), rec["quantiles_inclusive"]), est
         assert _all_same(s.quantile(p, inclusive=False, estimator=est), rec["quantiles_exclusive"]), est
@@ -771,7 +801,7 @@ def test_golden_v2_file(name):
         np.testing.assert_array_equal(items, values)
         np.testing.assert_array_equal(weights, counts)
     if not s.is_estimation_mode:  # exact: the answers recorded are the exact ones
-        for est in ESTIMATORS:
+        for est in MAKE_GOLDEN.estimators_for(version):
             rec = want["answers"][est]
             assert _all_same(exact_rank(data, pts, "inclusive"), rec["ranks_inclusive"])
             assert _all_same(exact_rank(data, pts, "exclusive"), rec["ranks_exclusive"])
