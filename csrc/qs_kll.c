@@ -74,6 +74,11 @@ uint32_t qs_kll_total_capacity(uint32_t k, uint32_t m, uint32_t num_levels)
     return total;
 }
 
+uint32_t qs_kll_default_m(uint32_t k)
+{
+    return k < QS_KLL_SMALL_K ? QS_KLL_M_MIN : QS_KLL_M_MAX;
+}
+
 void qs_kll_set_k(qs_kll *sk, uint32_t k)
 {
     sk->k = k;
@@ -89,14 +94,14 @@ QS_INLINE uint32_t level_cap(const qs_kll *sk, uint32_t num_levels, uint32_t h)
 
 /* ---- lifetime ------------------------------------------------------------- */
 
-qs_kll *qs_kll_alloc_empty(uint32_t k, uint64_t seed, qs_status *status)
+qs_kll *qs_kll_alloc_empty(uint32_t k, uint32_t m, uint64_t seed, qs_status *status)
 {
     qs_kll *sk = calloc(1, sizeof *sk);
     if (!sk) {
         *status = QS_ENOMEM;
         return NULL;
     }
-    sk->m = QS_KLL_M;
+    sk->m = m;
     qs_kll_set_k(sk, k);
     sk->num_levels = 1;
     sk->min = sk->max = NAN;
@@ -113,9 +118,9 @@ qs_kll *qs_kll_new(uint32_t k, uint64_t seed, qs_status *status)
         *status = QS_EINVAL;
         return NULL;
     }
-    qs_kll *sk = qs_kll_alloc_empty(k, seed, status);
+    qs_kll *sk = qs_kll_alloc_empty(k, qs_kll_default_m(k), seed, status);
     if (!sk) return NULL;
-    const uint32_t cap = qs_kll_total_capacity(k, QS_KLL_M, 1); /* = k */
+    const uint32_t cap = k; /* one level: its capacity is k */
     sk->items = malloc((size_t)cap * sizeof(double));
     if (!sk->items) {
         free(sk);

@@ -1,17 +1,18 @@
 /*
  * qs_serde.c -- the qsketch binary format for KLL sketches.
  *
- * Format version 3 (version 2 is the same without the bucket section,
- * version 1 also without the exact-table section; both are still read), all
- * integers and doubles little-endian; "varint" is unsigned LEB128:
+ * Format version 4 (version 3 is the same with m always 8, version 2 also
+ * without the bucket section, version 1 also without the exact-table section;
+ * all are still read), all integers and doubles little-endian; "varint" is
+ * unsigned LEB128:
  *
  *   offset  size  field
  *        0     3  magic "QSK"
- *        3     1  format version (3; 1 and 2 are still read)
+ *        3     1  format version (4; 1 to 3 are still read)
  *        4     1  sketch type (1 = KLL over float64)
  *        5     1  flags: bit 0 level 0 sorted, bit 1 estimation mode
  *        6     2  k
- *        8     1  m (smallest level capacity)
+ *        8     1  m, the smallest level capacity: 2 to 8, at most k (8 before v4)
  *        9     1  number of levels L, 1..64
  *       10     1  binding flags (opaque to the core: nan policy, estimator)
  *       11     1  highest level written by a compaction (v2; 0 in v1)
@@ -47,7 +48,7 @@
 #include "qs_crc32.h"
 #include "qs_kll_internal.h"
 
-#define QS_FORMAT_VERSION 3
+#define QS_FORMAT_VERSION 4
 #define QS_TYPE_KLL_F64 1
 #define QS_HEADER_BYTES 56u
 #define QS_FLAG_LEVEL0_SORTED 1u
@@ -279,7 +280,11 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     if (buf[5] & ~(QS_FLAG_LEVEL0_SORTED | QS_FLAG_ESTIMATION)) FAIL(QS_EFORMAT, "unknown flags set");
     const uint32_t k = get_u16(buf + 6);
     if (k < QS_KLL_MIN_K || k > QS_KLL_MAX_K) FAIL(QS_EFORMAT, "corrupt: k out of range");
-    if (buf[8] != QS_KLL_M) FAIL(QS_EFORMAT, "corrupt: unsupported m");
+    /* m: 8 before version 4; from 4, whatever a sketch carries (new ones:
+     * qs_kll_default_m(k); 8 for those read from DataSketches or older formats) */
+    const uint32_t m = buf[8];
+    if (version < 4 ? m != QS_KLL_M_MAX : (m < QS_KLL_M_MIN || m > QS_KLL_M_MAX || m > k))
+        FAIL(QS_EFORMAT, "corrupt: unsupported m");
     const int estimation = (buf[5] & QS_FLAG_ESTIMATION) != 0;
     if (buf[3] == 1 && buf[11] != 0) FAIL(QS_EFORMAT, "corrupt: reserved byte is not zero");
     if (buf[3] >= 2 && (buf[11] > num_levels || (buf[11] != 0) != estimation))
@@ -294,9 +299,9 @@ qs_kll *qs_kll_deserialize(const uint8_t *buf, size_t len, qs_status *status, co
     if (tab_size && retained) FAIL(QS_EFORMAT, "corrupt: exact table and compactors both hold items");
 
     qs_status st;
-    qs_kll *sk = qs_kll_alloc_empty(k, get_u64(buf + 48), &st);
+    qs_kll *sk = qs_kll_alloc_empty(k, m, get_u64(buf + 48), &st);
     if (!sk) FAIL(st, "out of memory");
-    const uint32_t total = qs_kll_total_capacity(k, QS_KLL_M, num_levels);
+    const uint32_t total = qs_kll_total_capacity(k, m, num_levels);
     const uint32_t cap = total > retained ? total : retained;
     sk->items = malloc((size_t)(cap ? cap : 1) * sizeof(double));
     if (!sk->items) {

@@ -29,7 +29,7 @@ from oracle import exact_rank
 N = 200_000
 N_ITEM = 50_000
 SEEDS = range(10)
-KS = (64, 200)
+KS = (16, 64, 200)  # 16: a sketch whose lowest levels shrink to 2 items (m = 2, below k = 64)
 BOUND = 2.0  # in units of normalized_rank_error()
 
 STREAMS = [
@@ -435,10 +435,12 @@ def test_space_is_sublinear():
 
 
 @pytest.mark.slow
-def test_slow_single_query_confidence():
+@pytest.mark.parametrize("k", [200, 32, 8])
+def test_slow_single_query_confidence(k):
     """The documented 99% single-query bound, checked over many seeds at the
     median and the quartiles: the fraction of misses must stay well under 5%
-    (expected about 1% or less)."""
+    (expected about 1% or less).  k = 8 and 32 have m = 2, which
+    DataSketches' constants were not fitted for."""
     n = 1_000_000
     data = np.random.default_rng(77).normal(size=n)
     xs = np.sort(data)
@@ -447,14 +449,14 @@ def test_slow_single_query_confidence():
     misses = trials = 0
     for seed in range(400):
         for path in ("batch", "items"):
-            s = KLLSketch(200, seed=seed)
+            s = KLLSketch(k, seed=seed)
             if path == "batch":
                 s.update(data)
             else:
                 for v in data[: n // 10].tolist():
                     s.update(v)
                 s.update(data[n // 10:])
-            err = np.abs(s.rank(qs) - exact)
+            err = np.abs(s.rank(qs, estimator="step") - exact)  # the compactors' own bound
             misses += int((err > s.normalized_rank_error()).sum())
             trials += err.size
     assert misses / trials < 0.05

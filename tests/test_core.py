@@ -764,6 +764,34 @@ def test_merge_different_k(rng):
     assert m.normalized_rank_error() == KLLSketch(50).normalized_rank_error()
 
 
+def test_smallest_level_capacity_follows_k_and_survives_merges(rng):
+    """A new sketch below k = 64 lets its lowest levels shrink to 2 items
+    (m = 2, byte 8 of its bytes; the KLL paper's floor), from k = 64 on to 8
+    (DataSketches'): at small k the bytes go to the levels that carry the
+    accuracy.  A merged sketch keeps the m of the sketch merged into, its k
+    drops to the smaller one, and it goes on compacting within its
+    capacities."""
+    for k, m in ((8, 2), (63, 2), (64, 8), (200, 8)):
+        s = KLLSketch(k, seed=1)
+        s.update(rng.normal(size=20_000))
+        assert s.to_bytes()[8] == m, k
+    small = KLLSketch(8, seed=1, buckets=0)
+    small.update(rng.normal(size=100_000))
+    assert len(small.to_bytes()) < 900  # 8 items on each of ~14 levels would take more
+    data = rng.normal(size=200_000)
+    for first, second in ((200, 16), (16, 200)):
+        a, b = KLLSketch(first, seed=2), KLLSketch(second, seed=3)
+        a.update(data[:100_000])
+        b.update(data[100_000:])
+        a.merge(b)
+        assert a.k == 16 and a.to_bytes()[8] == (8 if first == 200 else 2)
+        a.update(rng.normal(size=50_000))  # compactions after the merge
+        a._check_invariants()
+        assert a.n == 250_000
+        t = KLLSketch.from_bytes(a.to_bytes())
+        assert t.to_bytes() == a.to_bytes()
+
+
 def test_merge_empty_smaller_k_lowers_k(rng):
     a = KLLSketch(200, seed=1)
     a.update(rng.normal(size=10_000))

@@ -1,4 +1,4 @@
-"""The binary format (csrc/qs_serde.c, version 3; versions 1 and 2 are still read):
+"""The binary format (csrc/qs_serde.c, version 4; versions 1 to 3 are still read):
 round trips, the header layout, corruption of every kind (truncation, bit
 flips, forged fields with a valid checksum) and the golden files of tests/data
 (see make_golden.py).
@@ -9,7 +9,9 @@ estimation flag is clear), and an exact-table section follows the retained
 items (u32 limit, u32 size T, T float64 values strictly increasing, T uint64
 counts) before the CRC32.  Version 3 adds the accuracy layer's section after
 the table (u16 capacity, u16 boundaries B, B float64 boundaries, LEB128
-varints: next rebalance, B + 1 open counts, B boundary counts)."""
+varints: next rebalance, B + 1 open counts, B boundary counts).  Version 4
+lets m, the smallest level capacity, be 2 to 8 (new sketches: 2); before, it
+was always 8."""
 
 import importlib.util
 import json
@@ -26,6 +28,8 @@ from qsketch import KLLSketch, SerializationError
 
 from interp_bounds import ESTIMATORS, INTERPOLATING, assert_within_step_interval
 from oracle import exact_quantile, exact_rank
+
+CURRENT_VERSION = 4  # what the writer writes
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 HEADER = 56
@@ -223,12 +227,12 @@ def test_header_layout():
     s = SKETCHES["estimation"]
     blob = s.to_bytes()
     assert blob[:3] == b"QSK"
-    assert blob[3] == 3
+    assert blob[3] == CURRENT_VERSION
     h = parse(blob)
-    assert h["magic"] == b"QSK" and h["version"] == 3 and h["type"] == 1
+    assert h["magic"] == b"QSK" and h["version"] == CURRENT_VERSION and h["type"] == 1
     assert h["flags"] & 2  # estimation mode
     assert h["flags"] & ~3 == 0
-    assert h["k"] == s.k and h["m"] == 8
+    assert h["k"] == s.k and h["m"] == (2 if s.k < 64 else 8)  # a new sketch's smallest level capacity
     assert h["retained"] == s.num_retained == sum(h["sizes"])
     assert h["levels"] == len(s._levels()) and h["sizes"] == [len(a) for a in s._levels()]
     # byte 11: the highest level a compaction wrote into; an unweighted stream
@@ -254,7 +258,7 @@ def test_header_layout_of_the_exact_table():
     s = SKETCHES["table"]
     blob = s.to_bytes()
     h = parse(blob)
-    assert h["version"] == 3 and h["flags"] & 2 == 0 and h["compacted"] == 0
+    assert h["version"] == CURRENT_VERSION and h["flags"] & 2 == 0 and h["compacted"] == 0
     # the compactors are empty: one level, no items
     assert h["levels"] == 1 and h["sizes"] == [0] and h["retained"] == 0
     assert h["table_limit"] == s.exact_limit == 300
@@ -355,7 +359,7 @@ def test_appended_bytes_fail():
             KLLSketch.from_bytes(blob + tail)
 
 
-@pytest.mark.parametrize("version", [0, 4, 255])
+@pytest.mark.parametrize("version", [0, 5, 255])
 def test_wrong_version_fails(version):
     blob = bytearray(SKETCHES["exact"].to_bytes())
     blob[3] = version
@@ -369,9 +373,10 @@ def test_version_1_header_on_version_2_bytes_fails(name):
     """Version 1 is a valid version, but it has no table section: a version 2
     body under a version 1 header fails on its length, checksum or not."""
     blob = SKETCHES[name].to_bytes()
-    assert blob[3] == 3
+    assert blob[3] == CURRENT_VERSION
     bad = bytearray(blob)
     bad[3] = 1
+    bad[8] = 8  # version 1's m, so that the length is what fails
     for data in (bytes(bad), recrc(bad)):
         with pytest.raises(SerializationError, match="trailing|truncated|corrupt"):
             KLLSketch.from_bytes(data)
@@ -446,6 +451,15 @@ def _table_forgeries():
     ]
 
 
+def _small_k_bytes():
+    """A sketch of k = 8 in estimation mode: its m is 2."""
+    s = KLLSketch(8, seed=5, exact_limit=0)
+    s.update(np.arange(1000.0))
+    blob = s.to_bytes()
+    assert blob[8] == 2
+    return blob
+
+
 def _forgeries():
     """(name, bytes, expected message fragment): a valid checksum over a
     field that is wrong; the decoder must reject each one by its checks."""
@@ -464,8 +478,11 @@ def _forgeries():
         ("flags_high", _edit(est, "<B", 5, 0x80), "flags"),
         ("k_small", _edit(est, "<H", 6, 7), "k"),
         ("k_zero", _edit(est, "<H", 6, 0), "k"),
-        ("m", _edit(est, "<B", 8, 4), "m"),
+        ("m_one", _edit(est, "<B", 8, 1), "m"),
         ("m_zero", _edit(est, "<B", 8, 0), "m"),
+        ("m_nine", _edit(est, "<B", 8, 9), "m"),
+        # before version 4 m is 8: a small sketch's m = 2 under a version 3 header
+        ("m_2_in_version_3", _edit(_small_k_bytes(), "<B", 3, 3), "m"),
         # byte 11 (version 2): the compaction level, consistent with the estimation flag
         ("compaction_level_zero_in_estimation", _edit(est, "<B", 11, 0), "compaction level"),
         ("compaction_level_above_the_levels", _edit(est, "<B", 11, h["levels"] + 1), "compaction level"),
@@ -513,6 +530,7 @@ def _forgeries():
     for levels in (0, 65, 255):
         b = bytearray(est[:HEADER])
         b[3] = 2  # a version 2 body: no bucket section
+        b[8] = 8  # version 2's m
         b[9] = levels
         b[11] = 0
         struct.pack_into("<I", b, 12, 0)
@@ -524,6 +542,7 @@ def _forgeries():
     for levels, n in ((64, 2**63), (64, 2**63 + 1)):
         b = bytearray(one.to_bytes()[:HEADER])
         b[3] = 2  # a version 2 body: no bucket section
+        b[8] = 8  # version 2's m
         b[9] = levels
         struct.pack_into("<I", b, 12, 2)
         struct.pack_into("<Q", b, 16, n)
@@ -556,7 +575,7 @@ def test_forged_but_consistent_sketch_is_usable(compacted):
     one.update(1.0)
     levels = 63
     b = bytearray(one.to_bytes()[:HEADER])
-    b[3] = 3
+    assert b[3] == CURRENT_VERSION
     b[5] = (2 if compacted else 0) | 1
     b[9] = levels
     b[11] = compacted
@@ -619,7 +638,6 @@ def test_rejected_bytes_do_not_leak(name):
 
 SIDECAR = json.loads((DATA / "golden_v1.json").read_text())
 GOLDEN = sorted(SIDECAR["files"])
-CURRENT_VERSION = KLLSketch().to_bytes()[3]
 # the golden sets of version 2 and later (make_golden.py writes one per version)
 SIDECARS = {v: json.loads((DATA / f"golden_v{v}.json").read_text()) for v in range(2, CURRENT_VERSION + 1)
             if (DATA / f"golden_v{v}.json").is_file()}
@@ -717,9 +735,9 @@ def test_golden_file(name):
 
 
 @pytest.mark.parametrize("name", GOLDEN)
-def test_golden_v1_file_reencodes_as_version_3(name):
-    """The writer writes version 3: a decoded version 1 file re-encodes with
-    version byte 3, byte 11 set (version 1 did not record the compaction
+def test_golden_v1_file_reencodes_as_the_current_version(name):
+    """A decoded version 1 file re-encodes with the current version byte (and
+    its m, 8), byte 11 set (version 1 did not record the compaction
     level, so every level that holds items must count as compacted), an
     empty table section and an empty bucket section (no accuracy layer);
     everything else is the same bytes, and the result round-trips."""
@@ -728,7 +746,7 @@ def test_golden_v1_file_reencodes_as_version_3(name):
     out = s.to_bytes()
     assert out != blob
     h1, h2 = parse(blob), parse(out)
-    assert h2["version"] == 3 and h1["version"] == 1
+    assert h2["version"] == CURRENT_VERSION and h1["version"] == 1 and h2["m"] == h1["m"] == 8
     if s.is_estimation_mode:
         top = max(h for h, size in enumerate(h1["sizes"]) if size)
         assert top <= h2["compacted"] <= h1["levels"]
@@ -775,6 +793,11 @@ def test_golden_file_of_version_2_or_later(version, name):
         assert s.buckets == want["buckets"]
         layer = s._buckets()
         assert (0 if layer is None else layer[0].size) == want["boundaries"]
+        if layer is not None and s.n:  # the layer's answers keep to its clip: step +- eps
+            q = np.concatenate([np.array(want["rank_points"]), layer[0]])
+            for inclusive in (True, False):
+                gap = s.rank(q, inclusive, estimator="spline") - s.rank(q, inclusive, estimator="step")
+                assert np.all(np.abs(gap) <= s.normalized_rank_error() + 1e-12)
     assert s.n == want["n"] == recipe["n"] and s.k == want["k"] == recipe["k"]
     assert s.nan_count == want["nan_count"]
     assert s.num_retained == want["num_retained"]
@@ -785,7 +808,8 @@ def test_golden_file_of_version_2_or_later(version, name):
     assert _same(s.min, want["min"]) and _same(s.max, want["max"])
     p = np.array(want["p"])
     pts = np.array(want["rank_points"])
-    for est in (None,) + MAKE_GOLDEN.estimators_for(version):
+    recorded = MAKE_GOLDEN.estimators_for(version)
+    for est in ((None,) if s.estimator in recorded else ()) + recorded:
         rec = want["answers"][est or s.estimator]
         assert _all_same(s.quantile(p, estimator=est), rec["quantiles_inclusive"]), est
         assert _all_same(s.quantile(p, inclusive=False, estimator=est), rec["quantiles_exclusive"]), est

@@ -319,6 +319,7 @@ static void seed_from(qs_kll *sk)
         uint8_t *v1 = xmalloc(v1len);
         memcpy(v1, b.p, items_end);
         v1[3] = 1;
+        v1[8] = 8; /* version 1's m (a larger m only enlarges the capacities) */
         v1[11] = 0;
         put_crc(v1, v1len);
         corpus_add(v1, v1len);

@@ -2553,7 +2553,9 @@ static void test_serde_bad_headers(void)
         {5, 0x04, QS_EFORMAT}, /* unknown flag */
         {5, 0x80, QS_EFORMAT},
         {6, 7, QS_EFORMAT}, /* k = 7 */
-        {8, 4, QS_EFORMAT}, /* m */
+        {8, 0, QS_EFORMAT}, /* m below 2 or above 8 */
+        {8, 1, QS_EFORMAT},
+        {8, 9, QS_EFORMAT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memcpy(p, good.p, L);
@@ -2562,6 +2564,22 @@ static void test_serde_bad_headers(void)
         put_crc(p, L);
         EXPECT_REJECT(L, cases[i].want);
     }
+    /* m: any of 2..8 from format 4 (a larger m only enlarges the capacities:
+     * still a valid sketch), only 8 before (m = 2 bytes relabelled format 3) */
+    for (uint8_t m = 2; m <= 8; m += 2) {
+        memcpy(p, good.p, L);
+        p[8] = m;
+        put_crc(p, L);
+        d = deser(p, L, &st, &msg);
+        CHECKF(d != NULL, "m = %u rejected: %s", (unsigned)m, msg ? msg : "?");
+        if (d) CHECK_INV(d);
+        qs_kll_free(d);
+    }
+    memcpy(p, good.p, L);
+    CHECK(good.p[3] == 4 && good.p[8] == 2);
+    p[3] = 3;
+    put_crc(p, L);
+    EXPECT_REJECT(L, QS_EFORMAT);
     /* byte 11: reserved (0) in format 1; in format 2 the highest compacted
      * level, at most L and non-zero exactly when the estimation flag is set */
     memcpy(p, good.p, L);
@@ -3259,6 +3277,7 @@ static void test_serde_format1(void)
     uint8_t *v1 = xmalloc(b.len - 12);
     memcpy(v1, b.p, tail);
     v1[3] = 1;
+    v1[8] = 8;  /* format 1 wrote m = 8 (a larger m only enlarges the capacities) */
     v1[11] = 0; /* reserved in format 1 (format 2 keeps the compacted level there) */
     put_crc(v1, b.len - 12);
     qs_status st;
@@ -3272,8 +3291,9 @@ static void test_serde_format1(void)
         CHECK(b2.len == b.len);
         if (b2.len == b.len) {
             size_t diff = 0;
-            for (size_t i = 0; i < b.len - 4; i++) diff += i != 11 && b.p[i] != b2.p[i];
+            for (size_t i = 0; i < b.len - 4; i++) diff += i != 8 && i != 11 && b.p[i] != b2.p[i];
             CHECKF(diff == 0, "format 1 decode: %zu bytes differ after re-encoding", diff);
+            CHECK(b2.p[8] == 8); /* the decoded sketch keeps its m */
         }
         CHECK(qs_kll_is_estimation_mode(d) != 0);
         CHECK(qs_kll_n(d) == qs_kll_n(sk));
@@ -3290,6 +3310,7 @@ static void test_serde_format1(void)
     uint8_t *v1t = xmalloc(b.len);
     memcpy(v1t, b.p, b.len);
     v1t[3] = 1;
+    v1t[8] = 8;
     v1t[11] = 0;
     put_crc(v1t, b.len);
     d = deser(v1t, b.len, &st, &msg);

@@ -69,7 +69,10 @@ from qsketch.errors import SerializationError
 __all__ = ["from_datasketches", "to_datasketches"]
 
 KLL_FAMILY = 15
-M = 8  # the smallest level capacity; qsketch supports only DataSketches' default
+# DataSketches' smallest level capacity, the only one its readers accept.  A
+# qsketch sketch below k = 64 (whose m is 2) is written with it too: its levels
+# fit in that layout's buffer, since no capacity shrinks when m grows.
+M = 8
 PREAMBLE_INTS_SHORT = 2
 PREAMBLE_INTS_FULL = 5
 SERIAL_VERSION_EMPTY_FULL = 1
@@ -423,14 +426,14 @@ def _combine_levels(a, b):
 def _read_qsketch(sketch):
     """(k, n, min, max, level0_sorted, levels) of a sketch.
 
-    From one snapshot of its bytes (format version 1, or version 2 or 3 whose
+    From one snapshot of its bytes (format version 1, or versions 2 to 4 whose
     exact low-cardinality table of values and counts is turned into weighted
     levels).  Other versions go through the public ``sorted_view()``, which
     gives the same ranks.
     """
     raw = sketch.to_bytes()
     version = raw[3] if len(raw) > 3 else 0
-    if raw[:3] != b"QSK" or version not in (1, 2, 3):
+    if raw[:3] != b"QSK" or version not in (1, 2, 3, 4):
         items, weights = sketch.sorted_view()
         levels = _weighted_levels(items, weights) if items.size else [items]
         return sketch.k, sketch.n, sketch.min, sketch.max, True, levels

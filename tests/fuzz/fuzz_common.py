@@ -108,6 +108,7 @@ def _to_v1(blob):
         return None
     body = bytearray(blob[:items_end])
     body[3] = 1
+    body[8] = 8  # version 1's m (a larger m only enlarges the capacities)
     body[11] = 0
     return fix_crc(bytes(body) + b"\0\0\0\0")
 
