@@ -59,9 +59,6 @@ typedef enum qs_estimator {
 
 typedef struct qs_kll qs_kll;
 
-/* The smallest level capacity of a new sketch of parameter k (QS_KLL_SMALL_K). */
-uint32_t qs_kll_default_m(uint32_t k);
-
 /* Construction.  k in [QS_KLL_MIN_K, QS_KLL_MAX_K]; NULL on failure (*status). */
 qs_kll *qs_kll_new(uint32_t k, uint64_t seed, qs_status *status);
 qs_kll *qs_kll_copy(const qs_kll *sk, qs_status *status);

@@ -234,6 +234,8 @@ void qs_count_below_many(const double *a, size_t n, const double *q, size_t len,
 void qs_est_view_free(qs_est_view *v);
 uint32_t qs_kll_level_capacity(uint32_t k, uint32_t m, uint32_t num_levels, uint32_t height);
 uint32_t qs_kll_total_capacity(uint32_t k, uint32_t m, uint32_t num_levels);
+/* The smallest level capacity of a new sketch of parameter k (QS_KLL_SMALL_K). */
+uint32_t qs_kll_default_m(uint32_t k);
 qs_kll *qs_kll_alloc_empty(uint32_t k, uint32_t m, uint64_t seed, qs_status *status);
 void qs_kll_set_k(qs_kll *sk, uint32_t k);
 
