@@ -83,13 +83,15 @@ cdef class KLLSketch:
     rank and quantile queries.  While nothing has been compacted (small
     streams) every answer is exact; afterwards a normalized rank estimate r
     satisfies ``|r - true_rank| <= normalized_rank_error()`` with about 99%
-    confidence per query (about 1.65% of n at k=200).
+    confidence per query (about 1.33% of n at k=200).
 
     Parameters
     ----------
     k : int, default 200
         Accuracy parameter, in [8, 65535].  Error shrinks roughly as 1/k and
-        space grows as k.
+        space grows as k.  Below k = 64 the lowest compactor levels may
+        shrink to 2 items (the KLL paper's floor; DataSketches keeps 8),
+        which saves about half of a small sketch's bytes.
     seed : int or None
         Seed of the sketch's own random generator (in [0, 2**64)).  The same
         seed and the same calls give bit-identical sketches.  None draws a
