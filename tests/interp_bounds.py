@@ -14,7 +14,8 @@ every rank they give lies within the step interval
 there by weighted updates: they are exact point masses and add no slack.
 When the sketch is not in estimation mode, or holds the stream in its exact
 low-cardinality table, the slack is 0 and every estimator gives the step
-answer.
+answer.  The accuracy layer's "spline" estimator is clipped instead to the
+step estimate +- normalized_rank_error() (assert_clipped).
 """
 
 import numpy as np
@@ -72,3 +73,13 @@ def assert_within_step_interval(s, qs, estimator, slack=None, tol=TOL):
                 f"interval [{st_ex[i]!r}, {st_in[i]!r}] widened by the slack {slack!r} "
                 f"(by {worst:.3g})"
             )
+
+
+def assert_clipped(s, q):
+    """Every "spline" answer (the accuracy layer's) lies within the step
+    estimate +- eps, both inclusive and exclusive."""
+    eps = s.normalized_rank_error()
+    for inclusive in (True, False):
+        spline = s.rank(q, inclusive=inclusive, estimator="spline")
+        step = s.rank(q, inclusive=inclusive, estimator="step")
+        assert np.all(np.abs(spline - step) <= eps + 1e-12)

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from qsketch import KLLSketch
 
+from interp_bounds import assert_clipped
 from oracle import exact_rank
 
 ADVERSARIAL = ("sorted", "reversed", "zoom_in", "nested", "shift", "zero_inflated", "integers")
@@ -72,15 +73,6 @@ def check_layer(s):
     if bounds.size:
         assert np.all(np.diff(bounds) > 0)
         assert s.min <= bounds[0] and bounds[-1] <= s.max
-
-
-def assert_clipped(s, q):
-    """Every spline answer lies within the step estimate +- eps."""
-    eps = s.normalized_rank_error()
-    for inclusive in (True, False):
-        spline = s.rank(q, inclusive=inclusive, estimator="spline")
-        step = s.rank(q, inclusive=inclusive, estimator="step")
-        assert np.all(np.abs(spline - step) <= eps + 1e-12)
 
 
 def test_defaults():

@@ -45,11 +45,10 @@ NORMAL_POINTS = [-1.0, -0.5, 0.0, 0.25, 1.0]
 SCORE_POINTS = [0.5, 1.0, 1.5, 2.0, 5.0, 5.5, 9.0, 10.0, 10.5]
 
 
-def estimators_for(version):
-    """The estimators whose answers the sidecar records.  Not "spline": the
-    accuracy layer's estimator is still being improved, and the layer's state
-    is checked instead by re-encoding it bit for bit."""
-    return ("step", "linear", "learned")
+# The estimators whose answers a sidecar records.  Not "spline": the accuracy
+# layer's estimator is still being improved, and the layer's state is checked
+# instead by re-encoding it bit for bit.
+ESTIMATORS = ("step", "linear", "learned")
 
 
 def files_for(version):
@@ -134,7 +133,7 @@ def describe(s, recipe, blob, version):
         "max": _num(s.max),
         "p": P,
         "rank_points": recipe["rank_points"],
-        "answers": {est: answers(s, est, recipe["rank_points"]) for est in estimators_for(version)},
+        "answers": {est: answers(s, est, recipe["rank_points"]) for est in ESTIMATORS},
     }
     if version >= 3:
         layer = s._buckets()
@@ -145,7 +144,7 @@ def describe(s, recipe, blob, version):
 
 def main():
     version = qsketch.KLLSketch().to_bytes()[3]  # what the installed writer writes
-    sidecar = {"format_version": version, "estimators": list(estimators_for(version)), "files": {}}
+    sidecar = {"format_version": version, "estimators": list(ESTIMATORS), "files": {}}
     for name, recipe in files_for(version).items():
         s = build(recipe)
         blob = s.to_bytes()
