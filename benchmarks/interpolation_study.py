@@ -66,7 +66,7 @@ def ds_errors(kind, k, data, truth):
 
 
 def tune_ds_k(kind, target_bytes, reference):
-    """The DataSketches k whose serialized size on `reference` is closest to target_bytes."""
+    """The largest DataSketches k whose serialized size on `reference` is within target_bytes."""
     tuned = tune(peers.get(DS_PEERS[kind]), target_bytes, reference)
     return tuned.param, tuned.nbytes
 

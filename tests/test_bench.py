@@ -84,7 +84,7 @@ def test_tuner_hits_the_target(name, target):
         pytest.skip(f"{peer.requires} is not installed")
     reference = streams.load("normal", n=20_000, seed=99)
     tuned = accuracy.tune(peer, target, reference)
-    assert abs(tuned.nbytes - target) <= 0.05 * target
+    assert 0.95 * target <= tuned.nbytes <= target  # the largest size within the budget
     sketch = peer.build(tuned.param, 0)
     sketch.update(sketch.prepare(reference))
     assert abs(sketch.nbytes() - target) <= 0.1 * target
