@@ -18,8 +18,9 @@ What is compared, at equal serialized bytes (budgets 1, 4 and 16 KB):
 Each size parameter is tuned once, on the reference stream (normal, 1e6
 items, seed 0), to the largest size within the budget (never over it):
 ``len(to_bytes())``, ``len(serialize())``, fastdigest's ``len(to_bytes())``,
-and for crick 16 bytes per centroid (``16 * len(t.centroids())``: its only serialization is
-pickle).  Every stream then reports the bytes each sketch actually took.
+and for crick 16 bytes per centroid (``16 * len(t.centroids())``: its only
+serialization is pickle).  Every stream then reports the bytes each sketch
+actually took.
 
 Error: |estimate - exact mid-rank| in % of n (qsketch.bench.accuracy's
 metric, as in benchmarks/interpolation_study.py) at 1,000 evenly spaced exact quantiles
