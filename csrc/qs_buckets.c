@@ -43,6 +43,11 @@
  *     fill an interval unlike its neighbours).  Either way the count below
  *     the split value is clipped to the compactors' guaranteed interval
  *     there;
+ *   - a chunk that lands beyond everything before it past an empty gap
+ *     wider than the older items' part of the end interval (a distribution
+ *     shift) is cut off just past the old extreme, over its limit or not
+ *     (gap_cut): both sides exact, so that the regimes' tails never share
+ *     an interval;
  *   - room: when all boundaries are in use, an adjacent pair is joined
  *     (exact): the one within its limit with the least load plus the error
  *     its joined cubic makes at the removed boundary (room_join).
@@ -610,6 +615,7 @@ typedef struct {
     double fresh_lo, fresh_hi; /* -inf / +inf: open ends */
     size_t fresh_le_lo;        /* chunk items <= fresh_lo */
     int has_fresh;
+    double force; /* the value to split at, or NaN: split_interval chooses */
 } split_ctx;
 
 /* Gather the chunk's items of the open range (lo, hi), sorted; 0 on ENOMEM. */
@@ -723,7 +729,9 @@ static int64_t split_interval(qs_kll *sk, uint32_t j, split_ctx *cx, double befo
     if (fb > fa && c_old > 0.0 && j == m) up = first_above(cx->fresh, fa, fb, cx->old_max, 1);
     if (fb > fa && c_old > 0.0 && j == 0) down = first_above(cx->fresh, fa, fb, cx->old_min, 0);
     double s;
-    if (up < fb && (up == fa || (double)(fb - up) >= gathers)) {
+    if (cx->force == cx->force) {
+        s = cx->force;
+    } else if (up < fb && (up == fa || (double)(fb - up) >= gathers)) {
         /* the boundary goes between them, and both sides are exact: all of
          * the chunk lies beyond, or enough of it that the interval would
          * otherwise mix the new regime with the old one's tail, whose share
@@ -856,14 +864,16 @@ static int over_limit(const qs_buckets *bk, double n)
     return 0;
 }
 
-/* Split every interval over its limit, with n items in the layer and
- * chunk[0..len) of them not yet in the compactors. */
+/* Split at the gap cuts (NaN: none), then every interval over its limit,
+ * with n items in the layer and chunk[0..len) of them not yet in the
+ * compactors. */
 static void rebalance(qs_kll *sk, uint64_t n_items, const double *chunk, size_t len, double old_min,
-                      double old_max)
+                      double old_max, double cut_low, double cut_high)
 {
     qs_buckets *bk = &sk->bk;
     split_ctx cx;
     memset(&cx, 0, sizeof cx);
+    cx.force = NAN;
     if (qs_kll_sorted_view(sk, &cx.items, &cx.cum, &cx.R) != QS_OK) return;
     if (cx.R == 0 && len == 0) return;
     cx.n = (double)n_items;
@@ -874,6 +884,16 @@ static void rebalance(qs_kll *sk, uint64_t n_items, const double *chunk, size_t 
     cx.old_min = old_min;
     cx.old_max = old_max;
     int changed = 0;
+    if (cut_low == cut_low) {
+        cx.force = cut_low;
+        changed |= split_interval(sk, 0, &cx, 0.0) >= 0;
+        cx.force = NAN;
+    }
+    if (cut_high == cut_high) {
+        cx.force = cut_high;
+        changed |= split_interval(sk, bk->m, &cx, cx.n - (double)bk->open[bk->m]) >= 0;
+        cx.force = NAN;
+    }
     uint32_t budget = 4 * bk->cap + 16; /* splits per rebalance */
     double before = 0.0; /* items below interval j */
     for (uint32_t j = 0; j <= bk->m;) {
@@ -909,14 +929,49 @@ static int due(qs_buckets *bk, uint64_t n, int mode)
 void qs_bk_rebalance(qs_kll *sk, int mode)
 {
     if (!sk->bk.cap || sk->n == 0 || !due(&sk->bk, sk->n, mode)) return;
-    rebalance(sk, sk->n, NULL, 0, sk->min, sk->max);
+    rebalance(sk, sk->n, NULL, 0, sk->min, sk->max, NAN, NAN);
+}
+
+/*
+ * Where to cut off a chunk that lands beyond everything counted before it,
+ * past an empty gap wider than the older items' part of the end interval (a
+ * distribution shift): just past the old extreme.  Both sides of that cut are
+ * exact (the older items all lie on one side), and the old regime's tail never
+ * shares a cubic with the new regime's, which later chunks fill in towards
+ * the gap.  Without it the cut goes at the chunk's nearest item, and the
+ * interval below it ends up holding the old tail, the gap and the new tail
+ * (measured, shift at k = 368, 4 seeds: max error 0.106 -> 0.032% of n; k =
+ * 200: 0.155 -> 0.113%; pareto at k = 17: 0.199 -> 0.124%; no other stream
+ * of the 31 moved at 4 sizes; a gap of a quarter or 4x the span did no
+ * better).  NaN when there is no such gap on that side.
+ */
+static double gap_cut(const qs_kll *sk, const double *chunk, size_t len, double old_min, double old_max,
+                      int high)
+{
+    const qs_buckets *bk = &sk->bk;
+    if (high ? !(sk->max > old_max) : !(sk->min < old_min)) return NAN;
+    double near = high ? INFINITY : -INFINITY; /* the chunk's item nearest the old range, beyond it */
+    for (size_t i = 0; i < len; i++) {
+        const double v = chunk[i];
+        if (high ? (v > old_max && v < near) : (v < old_min && v > near)) near = v;
+    }
+    if (high) {
+        const double lo = bk->m ? bk->bound[bk->m - 1] : old_min;
+        return old_max > lo && near - old_max > old_max - lo ? nextafter(old_max, INFINITY) : NAN;
+    }
+    const double hi = bk->m ? bk->bound[0] : old_max;
+    return hi > old_min && old_min - near > hi - old_min ? nextafter(old_min, -INFINITY) : NAN;
 }
 
 void qs_bk_rebalance_chunk(qs_kll *sk, const double *chunk, size_t len, double old_min, double old_max)
 {
     const uint64_t n = sk->n + len;
-    if (!sk->bk.cap || n == 0 || !due(&sk->bk, n, QS_BK_CHECK)) return;
-    rebalance(sk, n, chunk, len, old_min, old_max);
+    if (!sk->bk.cap || n == 0) return;
+    /* (the first chunk has no older items to cut off) */
+    const double cut_low = sk->n ? gap_cut(sk, chunk, len, old_min, old_max, 0) : NAN;
+    const double cut_high = sk->n ? gap_cut(sk, chunk, len, old_min, old_max, 1) : NAN;
+    if (!due(&sk->bk, n, QS_BK_CHECK) && cut_low != cut_low && cut_high != cut_high) return;
+    rebalance(sk, n, chunk, len, old_min, old_max, cut_low, cut_high);
 }
 
 void qs_bk_uncount(qs_buckets *bk, const double *x, size_t len)

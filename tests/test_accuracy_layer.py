@@ -384,21 +384,29 @@ def test_segments_spanning_decades_interpolate_in_log(seed):
     assert np.abs(s.rank(q) - p).max() < 1e-9
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_a_shifted_chunk_is_split_off_exactly(seed):
-    """A chunk beyond everything before it (a distribution shift) gets a
-    boundary at its edge with the exact count below it, so no interval's
-    cubic spans the gap between the old items and the new."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_shifted_chunk_is_split_off_exactly(seed, sign):
+    """A chunk beyond everything before it, past a gap (a distribution
+    shift), gets a boundary in the gap, just past the old max, with the exact
+    count below it, so no interval's cubic spans the gap between the old items
+    and the new.  sign -1 mirrors the stream below the old min."""
     rng = np.random.default_rng(seed)
-    old = rng.normal(size=200_000)
-    new = rng.normal(8.0, 0.5, 4096)  # one chunk at this n
+    old = sign * rng.normal(size=200_000)
+    new = sign * rng.normal(8.0, 0.5, 4096)  # one chunk at this n
     s = KLLSketch(80, seed=seed)
     s.update(old)
     s.update(new)
+    check_layer(s)
     bounds, open_, atom = s._buckets()
-    assert new.min() in bounds
-    i = int(np.searchsorted(bounds, new.min()))
-    assert int(open_[: i + 1].sum() + atom[:i].sum()) == old.size
+    cut = np.nextafter(old.max(), np.inf) if sign > 0 else np.nextafter(old.min(), -np.inf)
+    assert cut in bounds
+    i = int(np.searchsorted(bounds, cut))
+    below = int(open_[: i + 1].sum() + atom[:i].sum())
+    if sign > 0:  # the old items below the cut, none at it
+        assert (below, atom[i]) == (old.size, 0)
+    else:  # the new items at or below it
+        assert below + atom[i] == new.size
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
