@@ -974,13 +974,16 @@ void qs_bk_rebalance_chunk(qs_kll *sk, const double *chunk, size_t len, double o
     rebalance(sk, n, chunk, len, old_min, old_max, cut_low, cut_high);
 }
 
-void qs_bk_uncount(qs_buckets *bk, const double *x, size_t len)
+void qs_bk_uncount(qs_buckets *bk, const double *x, size_t len, double min, double max)
 {
     for (size_t i = 0; i < len; i++) {
         const uint32_t j = boundaries_below(bk->bound, bk->m, x[i]);
         if (j < bk->m && bk->bound[j] == x[i]) bk->atom[j]--;
         else bk->open[j]--;
     }
+    /* what lies beyond them held only x's items: their counts are zero now */
+    while (bk->m && bk->bound[bk->m - 1] > max) join_at(bk, bk->m - 1);
+    while (bk->m && bk->bound[0] < min) join_at(bk, 0);
 }
 
 /*

@@ -885,13 +885,64 @@ static qs_status ingest_chunk(qs_kll *sk, uint32_t c, bulk_scratch *b, double lo
     qs_status st = merge_levels(sk, levels, sizes, level + 1, sk->k);
     if (st != QS_OK) {
         sk->rng = saved;
-        if (sk->bk.cap) qs_bk_uncount(&sk->bk, b->chunk, c);
+        if (sk->bk.cap) qs_bk_uncount(&sk->bk, b->chunk, c, saved_min, saved_max);
         sk->min = saved_min;
         sk->max = saved_max;
         qs_invalidate(sk);
         return st;
     }
     if (level > sk->compacted) sk->compacted = (uint8_t)level; /* the chunk was halved up to level */
+    qs_invalidate(sk);
+    return QS_OK;
+}
+
+/*
+ * Items x[*i ..) up to QS_CHUNK_MIN non-NaN ones, item by item into the
+ * compactors; but the layer counts them as a group first and splits with the
+ * group in hand, as it does with a bulk chunk, so that splits divide the
+ * group's items exactly and estimate only the older ones, from compactors that
+ * do not hold the group yet.  (Without it, the splits before the bulk path
+ * starts -- n < 47,104 at k = 368 -- estimate every item.  Measured, 6 sketch
+ * seeds: diamonds_price's mean error at k = 368 0.0241 -> 0.0187% of n, and
+ * lower at 9 of 10 k in 300-420; 31 streams at k = 17, 78, 200 and 368:
+ * geomean max error 0.94-1.00x, mean 0.97-1.01x.)  On failure the items
+ * before the failing one stay in, as on the plain item path.
+ */
+static qs_status ingest_group(qs_kll *sk, const double *x, size_t len, size_t *i)
+{
+    double group[QS_CHUNK_MIN];
+    uint32_t got = 0;
+    double lo = INFINITY, hi = -INFINITY;
+    size_t j = *i;
+    for (; j < len && got < QS_CHUNK_MIN; j++) {
+        const double v = x[j];
+        if (QS_UNLIKELY(v != v)) {
+            sk->nan_count++;
+            continue;
+        }
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        group[got++] = v;
+    }
+    *i = j;
+    if (!got) return QS_OK;
+    const double saved_min = sk->min, saved_max = sk->max;
+    note_range(sk, lo, hi);
+    qs_bk_count(&sk->bk, group, got);
+    qs_invalidate(sk);
+    qs_bk_rebalance_chunk(sk, group, got, saved_min, saved_max);
+    for (uint32_t g = 0; g < got; g++) {
+        const qs_status st = insert_item(sk, group[g]);
+        if (QS_UNLIKELY(st != QS_OK)) {
+            sk->min = saved_min;
+            sk->max = saved_max;
+            for (uint32_t h = 0; h < g; h++) note_range(sk, group[h], group[h]);
+            qs_bk_uncount(&sk->bk, group + g, got - g, sk->min, sk->max);
+            qs_invalidate(sk);
+            return st;
+        }
+        sk->n++;
+    }
     qs_invalidate(sk);
     return QS_OK;
 }
@@ -964,6 +1015,12 @@ qs_status qs_kll_update_batch(qs_kll *sk, const double *x, size_t len, int nan_r
             sk->n += c;
             sk->nan_count += nans;
             i = j;
+        } else if (sk->bk.cap && sk->n >= 16 * (uint64_t)QS_CHUNK_MIN) {
+            /* a group is at most 1/16 of the items before it (measured: from
+             * the first item, or groups of n/16, cost shift at k = 17 and
+             * diamonds_price's steadiness) */
+            st = ingest_group(sk, x, len, &i);
+            if (st != QS_OK) break;
         } else {
             /* item by item, re-checking for the bulk path every QS_CHUNK_MIN items */
             const size_t stop = len - i > QS_CHUNK_MIN ? i + QS_CHUNK_MIN : len;

@@ -205,8 +205,10 @@ void qs_bk_rebalance(qs_kll *sk, int mode);
  * lay in [old_min, old_max]): splits divide the chunk's items exactly. */
 void qs_bk_rebalance_chunk(qs_kll *sk, const double *chunk, size_t len, double old_min,
                            double old_max);
-/* Take back qs_bk_count(bk, x, len) (when the compactors could not take x). */
-void qs_bk_uncount(qs_buckets *bk, const double *x, size_t len);
+/* Take back qs_bk_count(bk, x, len) (when the compactors could not take x),
+ * and the boundaries outside [min, max], the range without x (splits made
+ * with x in hand may have put some there). */
+void qs_bk_uncount(qs_buckets *bk, const double *x, size_t len, double min, double max);
 /* The merged layer of dst and src into out (cap = the smaller cap); dst and
  * src unchanged but for their cached sorted views. */
 qs_status qs_bk_merged(qs_kll *dst, qs_kll *src, qs_buckets *out);

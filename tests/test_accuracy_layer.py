@@ -24,6 +24,14 @@ from oracle import exact_rank
 ADVERSARIAL = ("sorted", "reversed", "zoom_in", "nested", "shift", "zero_inflated", "integers")
 
 
+def assert_inverts(s, p, q):
+    """quantile is the inverse of rank: q = quantile(p) has p within the
+    jump of the CDF at q, which is a point mass's height where q is one
+    (p anywhere inside it) and zero elsewhere."""
+    assert np.all(s.rank(q, inclusive=False) <= p + 1e-9)
+    assert np.all(p <= s.rank(q, inclusive=True) + 1e-9)
+
+
 def stream(name, n, seed):
     rng = np.random.default_rng(seed)
     if name == "normal":
@@ -381,7 +389,7 @@ def test_segments_spanning_decades_interpolate_in_log(seed):
     p = np.linspace(0.001, 0.999, 999)
     q = s.quantile(p)
     assert np.all(np.diff(q) >= 0) and np.all((q > 0) & (q <= 1.0))
-    assert np.abs(s.rank(q) - p).max() < 1e-9
+    assert_inverts(s, p, q)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -407,6 +415,47 @@ def test_a_shifted_chunk_is_split_off_exactly(seed, sign):
         assert (below, atom[i]) == (old.size, 0)
     else:  # the new items at or below it
         assert below + atom[i] == new.size
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_shift_before_the_bulk_path_is_cut_off_exactly(sign):
+    """Before the bulk path starts (n < 47,104 at k = 368) items still enter
+    the compactors one by one, but the layer takes them in groups of 1,024
+    and splits with the group in hand, so a shift there is cut off exactly
+    too (before: the group was already in the compactors, and no cut)."""
+    rng = np.random.default_rng(5)
+    old = sign * rng.normal(size=20_000)
+    new = sign * rng.normal(8.0, 0.5, 1024)
+    s = KLLSketch(368, seed=5)
+    s.update(old)
+    s.update(new)
+    check_layer(s)
+    bounds, open_, atom = s._buckets()
+    cut = np.nextafter(old.max(), np.inf) if sign > 0 else np.nextafter(old.min(), -np.inf)
+    assert cut in bounds
+    i = int(np.searchsorted(bounds, cut))
+    below = int(open_[: i + 1].sum() + atom[:i].sum())
+    if sign > 0:  # the old items below the cut, none at it
+        assert (below, atom[i]) == (old.size, 0)
+    else:  # the new items at or below it
+        assert below + atom[i] == new.size
+
+
+@pytest.mark.parametrize("k", [80, 368])
+def test_the_layer_leaves_the_compactors_alone(k):
+    """Whatever path an item takes (one by one, in a group the layer splits
+    with, in a bulk chunk), the compactors get the same items in the same
+    order with the same coins: the step answers of a sketch with the layer
+    are those of one without it."""
+    rng = np.random.default_rng(k)
+    x = np.concatenate([rng.normal(size=30_000), [np.nan], rng.normal(4.0, 1.0, 70_000)])
+    with_layer, without = KLLSketch(k, seed=9), KLLSketch(k, seed=9, buckets=0)
+    for part in np.array_split(x, 7):
+        with_layer.update(part)
+        without.update(part)
+    q = np.quantile(x[~np.isnan(x)], np.linspace(0, 1, 501))
+    np.testing.assert_array_equal(with_layer.rank(q, estimator="step"), without.rank(q, estimator="step"))
+    assert with_layer.n == without.n == x.size - 1
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -513,7 +562,7 @@ def test_zoom_in_from_both_sides(seed):
     p = np.linspace(0.001, 0.999, 999)
     q = s.quantile(p)
     assert np.all(np.diff(q) >= 0)
-    assert np.abs(s.rank(q) - p).max() < 1e-9
+    assert_inverts(s, p, q)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
