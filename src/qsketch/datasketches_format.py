@@ -55,6 +55,13 @@ bytes) are told apart by the length; pass ``kind=`` to insist on one.  Bytes of
 an ints (longs) sketch have the layout of a floats (doubles) sketch: unless
 ``kind`` is given, bytes whose min and max read as subnormal numbers, as small
 integers do, are refused as the likely bytes of an integer sketch.
+
+>>> import qsketch
+>>> from qsketch.datasketches_format import from_datasketches, to_datasketches
+>>> s = qsketch.KLLSketch(k=200, seed=1); s.update([1.0] * 5 + [2.0] * 3 + [float("nan")])
+>>> back = from_datasketches(to_datasketches(s), seed=1)  # exact mode: written as weighted levels
+>>> back.n, back.nan_count, back.rank(1.0) == s.rank(1.0) == 0.625
+(8, 0, True)
 """
 
 import struct

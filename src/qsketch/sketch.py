@@ -1,4 +1,13 @@
-"""Python-level conveniences over the sketch types."""
+"""Python-level conveniences over the sketch types.
+
+>>> import qsketch
+>>> from qsketch.sketch import merge_all
+>>> a, b = qsketch.KLLSketch(seed=1), qsketch.KLLSketch(seed=2)
+>>> a.update([1.0, 2.0]); b.update([3.0])
+>>> merged = merge_all([a, b])
+>>> merged.n, merged.max, a.n  # the inputs are unchanged
+(3, 3.0, 2)
+"""
 
 from qsketch._core import KLLSketch
 

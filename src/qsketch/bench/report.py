@@ -613,6 +613,17 @@ def write_report(results, out_dir, name="report.md", plots=True):
 
     ``results`` comes from a run: see :func:`qsketch.bench.command.run`,
     which ends with this call.
+
+    >>> import tempfile
+    >>> from qsketch.bench.command import QUICK
+    >>> from qsketch.bench.report import Results, write_report
+    >>> env = dict.fromkeys(["commit", "date", "machine", "python"], "-")
+    >>> results = Results(mode="quick", command="qsketch bench --quick", config=QUICK, peers=[], notes=[],
+    ...                   tuned={}, cells=[], skipped_streams=[], env=env)
+    >>> with tempfile.TemporaryDirectory() as d:  # a run without sketches, to show the layout
+    ...     path = write_report(results, d, "bench.md", plots=False)
+    ...     path.name, "Plots: not drawn (--no-plots)." in path.read_text(encoding="utf-8")
+    ('bench.md', True)
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -231,17 +231,46 @@ class GroupStats:
 
     @property
     def samples(self):
-        """Every sample seen: numeric, NaN, unscored and non-numeric."""
+        """Every sample seen: numeric, NaN, unscored and non-numeric.
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> from qsketch.eval import GroupStats
+        >>> g = GroupStats(qsketch.KLLSketch(seed=1)); g.add_array([1.0, 0.0, float("nan")]); g.unscored = 2
+        >>> g.samples, g.count
+        (5, 2)
+        """
         return self.count + self.nan_count + self.unscored + self.non_numeric
 
     @property
     def variance(self):
-        """Sample variance (``ddof=1``); NaN below two values."""
+        """Sample variance (``ddof=1``); NaN below two values.
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> from qsketch.eval import GroupStats
+        >>> g = GroupStats(qsketch.KLLSketch(seed=1)); g.add(2.0)
+        >>> g.variance
+        nan
+        >>> g.add_array([4.0, 6.0]); g.variance
+        4.0
+        """
         return self.m2 / (self.count - 1) if self.count > 1 else math.nan
 
     @property
     def sd(self):
-        """Sample standard deviation (``ddof=1``); NaN below two values."""
+        """Sample standard deviation (``ddof=1``); NaN below two values.
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> from qsketch.eval import GroupStats
+        >>> g = GroupStats(qsketch.KLLSketch(seed=1)); g.add_array([2, 4, 4, 4, 5, 5, 7, 9])
+        >>> round(g.sd, 4), round(g.variance, 4)
+        (2.1381, 4.5714)
+        """
         v = self.variance
         return math.sqrt(v) if v == v and v >= 0 else (0.0 if v == v else math.nan)
 
@@ -285,11 +314,33 @@ class GroupStats:
 
     @property
     def is_exact(self):
-        """True when the sketch's answers (quantiles, pass rates) are exact."""
+        """True when the sketch's answers (quantiles, pass rates) are exact.
+
+        Examples
+        --------
+        >>> import numpy as np, qsketch
+        >>> from qsketch.eval import GroupStats
+        >>> g = GroupStats(qsketch.KLLSketch(k=200, seed=1)); g.add_array(np.arange(100.0))
+        >>> g.is_exact
+        True
+        >>> g.add_array(np.arange(100_000.0)); g.is_exact  # the sketch has compacted
+        False
+        """
         return sketch_is_exact(self.sketch)
 
     def rank_error(self, pmf=False):
-        """The sketch's normalized rank error at ~99% confidence (0 when exact)."""
+        """The sketch's normalized rank error at ~99% confidence (0 when exact).
+
+        Examples
+        --------
+        >>> import numpy as np, qsketch
+        >>> from qsketch.eval import GroupStats
+        >>> g = GroupStats(qsketch.KLLSketch(k=200, seed=1)); g.add_array(np.arange(100.0))
+        >>> g.rank_error()
+        0.0
+        >>> g.add_array(np.arange(100_000.0)); round(g.rank_error(), 4), round(g.rank_error(pmf=True), 4)
+        (0.0133, 0.0165)
+        """
         return _rank_error(self.sketch, pmf)
 
     def quantile(self, p):
@@ -411,12 +462,30 @@ class KSResult:
 
     @property
     def low(self):
-        """Lower end of the interval that holds the true distance."""
+        """Lower end of the interval that holds the true distance.
+
+        Examples
+        --------
+        >>> from qsketch.eval import KSResult
+        >>> KSResult(0.25, 0.125, 1000, 1000, 0.0, (0.0, 0.0)).low
+        0.125
+        >>> KSResult(0.0625, 0.125, 1000, 1000, 0.0, (0.0, 0.0)).low  # clipped at 0
+        0.0
+        """
         return max(0.0, self.distance - self.error_bound)
 
     @property
     def high(self):
-        """Upper end of the interval that holds the true distance."""
+        """Upper end of the interval that holds the true distance.
+
+        Examples
+        --------
+        >>> from qsketch.eval import KSResult
+        >>> KSResult(0.25, 0.125, 1000, 1000, 0.0, (0.0, 0.0)).high
+        0.375
+        >>> KSResult(0.9375, 0.125, 1000, 1000, 0.0, (0.0, 0.0)).high  # clipped at 1
+        1.0
+        """
         return min(1.0, self.distance + self.error_bound)
 
     def as_dict(self):
@@ -497,13 +566,33 @@ class IngestReport:
         self.errors = []
 
     def record_error(self, error):
-        """Count a skipped record and keep its error (the first 100)."""
+        """Count a skipped record and keep its error (the first 100).
+
+        Examples
+        --------
+        >>> from qsketch.eval import IngestReport, Location, RecordError
+        >>> report = IngestReport()
+        >>> for line in range(1, 151):
+        ...     report.record_error(RecordError("invalid JSON", Location("s.jsonl", line=line)))
+        >>> report.skipped, len(report.errors), str(report.errors[-1])
+        (150, 100, 's.jsonl:100: invalid JSON')
+        """
         self.skipped += 1
         if len(self.errors) < _MAX_KEPT_ERRORS:
             self.errors.append(error)
 
     def update(self, other):
-        """Add another report's counts and errors to this one."""
+        """Add another report's counts and errors to this one.
+
+        Examples
+        --------
+        >>> from qsketch.eval import IngestReport, Location, RecordError
+        >>> a, b = IngestReport(), IngestReport()
+        >>> a.records, b.records = 3, 2
+        >>> b.record_error(RecordError("missing field 'model'", Location("b.csv", line=4)))
+        >>> a.update(b); a.records, a.skipped, [str(e) for e in a.errors]
+        (5, 1, ["b.csv:4: missing field 'model'"])
+        """
         self.records += other.records
         self.skipped += other.skipped
         room = _MAX_KEPT_ERRORS - len(self.errors)
@@ -675,12 +764,28 @@ class ScoreAggregator:
 
     @property
     def grades(self):
-        """The grade mapping in use (a copy)."""
+        """The grade mapping in use (a copy).
+
+        Examples
+        --------
+        >>> from qsketch.eval import ScoreAggregator
+        >>> ScoreAggregator(seed=0).grades
+        {'C': 1.0, 'I': 0.0, 'P': 0.5, 'N': None}
+        >>> ScoreAggregator(grades={"A": 1, "F": 0}, seed=0).grades
+        {'A': 1.0, 'F': 0.0}
+        """
         return dict(self._normalizer.grades)
 
     @property
     def columns(self):
-        """The group-key columns: the ``by`` fields, then ``metric``."""
+        """The group-key columns: the ``by`` fields, then ``metric``.
+
+        Examples
+        --------
+        >>> from qsketch.eval import ScoreAggregator
+        >>> ScoreAggregator(by="model,task", seed=0).columns
+        ('model', 'task', 'metric')
+        """
         return self.by + (METRIC_COLUMN,)
 
     def _new_sketch(self, key):
@@ -910,11 +1015,30 @@ class ScoreAggregator:
         return tuple(key) in self._groups
 
     def groups(self):
-        """The group keys, ``(*by values, metric)`` tuples, sorted."""
+        """The group keys, ``(*by values, metric)`` tuples, sorted (None first,
+        then numbers in numeric order, then text).
+
+        Examples
+        --------
+        >>> from qsketch.eval import ScoreAggregator
+        >>> agg = ScoreAggregator(by=["epoch"], score="acc", seed=0)
+        >>> agg.add_batch([{"epoch": e, "acc": 1} for e in (10, 2, None)])
+        >>> agg.groups()
+        [(None, 'acc'), (2, 'acc'), (10, 'acc')]
+        """
         return sorted(self._groups, key=_sort_key)
 
     def items(self):
-        """``(key, GroupStats)`` pairs in key order."""
+        """``(key, GroupStats)`` pairs in key order.
+
+        Examples
+        --------
+        >>> from qsketch.eval import ScoreAggregator
+        >>> agg = ScoreAggregator(by=["model"], score="acc", seed=0)
+        >>> agg.add_batch([{"model": m, "acc": v} for m, v in [("b", 1), ("a", 0), ("a", 1)]])
+        >>> [(key, g.count, g.mean) for key, g in agg.items()]
+        [(('a', 'acc'), 2, 0.5), (('b', 'acc'), 1, 1.0)]
+        """
         return [(k, self._groups[k]) for k in self.groups()]
 
     def select(self, where=None, **criteria):
@@ -952,7 +1076,16 @@ class ScoreAggregator:
 
     def group(self, key):
         """The :class:`GroupStats` of a key tuple, or of a mapping of column
-        to value that matches exactly one group."""
+        to value that matches exactly one group.
+
+        Examples
+        --------
+        >>> from qsketch.eval import ScoreAggregator
+        >>> agg = ScoreAggregator(by=["model", "task"], score="acc", seed=0)
+        >>> agg.add_batch([{"model": "a", "task": "t", "acc": 1}, {"model": "b", "task": "t", "acc": 0}])
+        >>> agg.group(("a", "t", "acc")).mean, agg.group({"model": "b"}).mean
+        (1.0, 0.0)
+        """
         return self._groups[self._resolve(key)]
 
     def __getitem__(self, key):
@@ -987,7 +1120,16 @@ class ScoreAggregator:
         self.skipped_records += other.skipped_records
 
     def copy(self):
-        """An independent copy."""
+        """An independent copy.
+
+        Examples
+        --------
+        >>> from qsketch.eval import ScoreAggregator
+        >>> a = ScoreAggregator(by=["model"], score="acc", seed=0); a.add({"model": "x", "acc": 1})
+        >>> b = a.copy(); b.add({"model": "x", "acc": 0})
+        >>> a.group(("x", "acc")).count, b.group(("x", "acc")).count, b.by
+        (1, 2, ('model',))
+        """
         out = self.empty_like()
         out._groups = {k: g.copy() for k, g in self._groups.items()}
         out.skipped_records = self.skipped_records
@@ -1005,7 +1147,16 @@ class ScoreAggregator:
     # ---- persistence -------------------------------------------------------
 
     def to_bytes(self):
-        """The aggregator file's bytes (see docs/eval.md)."""
+        """The aggregator file's bytes (see docs/eval.md).
+
+        Examples
+        --------
+        >>> from qsketch.eval import ScoreAggregator
+        >>> agg = ScoreAggregator(by=["model"], score="acc", seed=0); agg.add({"model": "a", "acc": 1})
+        >>> data = agg.to_bytes()
+        >>> data[:5], ScoreAggregator.from_bytes(data) == agg
+        (b'QSAGG', True)
+        """
         from qsketch.eval.fileformat import dump_aggregator
 
         return dump_aggregator(self)
@@ -1013,7 +1164,21 @@ class ScoreAggregator:
     @classmethod
     def from_bytes(cls, data, *, sketch_factory=None):
         """Decode :meth:`to_bytes` output; raises
-        :class:`qsketch.SerializationError` with the reason."""
+        :class:`qsketch.SerializationError` with the reason.
+
+        Examples
+        --------
+        >>> import qsketch
+        >>> from qsketch.eval import ScoreAggregator
+        >>> agg = ScoreAggregator(by=["model"], score="acc", seed=0); agg.add({"model": "a", "acc": 1})
+        >>> ScoreAggregator.from_bytes(agg.to_bytes()).group(("a", "acc")).mean
+        1.0
+        >>> try:
+        ...     ScoreAggregator.from_bytes(agg.to_bytes()[:-1])
+        ... except qsketch.SerializationError as e:
+        ...     print(e)  # doctest: +ELLIPSIS
+        truncated: the header announces ... bytes, the file has ...
+        """
         from qsketch.eval.fileformat import load_aggregator
 
         return load_aggregator(data, sketch_factory=sketch_factory)
@@ -1055,7 +1220,19 @@ class ScoreAggregator:
     @classmethod
     def load(cls, path, *, sketch_factory=None):
         """Read a file written by :meth:`save`; every length, field and the
-        CRC32 are checked: a bad file raises :class:`qsketch.SerializationError`."""
+        CRC32 are checked: a bad file raises :class:`qsketch.SerializationError`.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from qsketch.eval import ScoreAggregator
+        >>> agg = ScoreAggregator(by=["model"], score="acc", seed=0); agg.add({"model": "a", "acc": 1})
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     agg.save(os.path.join(d, "agg.qsk"))
+        ...     back = ScoreAggregator.load(os.path.join(d, "agg.qsk"))
+        >>> back == agg, back.groups()
+        (True, [('a', 'acc')])
+        """
         with open(path, "rb") as f:
             data = f.read()
         try:

@@ -65,7 +65,17 @@ def register_sketch_type(cls, name=None):
 
 
 def sketch_types():
-    """The registered sketch type names and classes (a copy)."""
+    """The registered sketch type names and classes (a copy).
+
+    Examples
+    --------
+    >>> import qsketch
+    >>> from qsketch.eval import sketch_types
+    >>> types = sketch_types(); types["KLLSketch"] is qsketch.KLLSketch
+    True
+    >>> types.clear(); "KLLSketch" in sketch_types()  # a copy: the registry is unchanged
+    True
+    """
     return dict(_SKETCH_TYPES)
 
 

@@ -77,7 +77,17 @@ class RecordError(QSketchError, ValueError):
         super().__init__(f"{location}: {reason}" if location is not None else reason)
 
     def at(self, location):
-        """The same error, located (a no-op when already located)."""
+        """The same error, located (a no-op when already located).
+
+        Examples
+        --------
+        >>> from qsketch.eval import Location, RecordError
+        >>> e = RecordError("missing field 'model'").at(Location("a.jsonl", line=3))
+        >>> str(e)
+        "a.jsonl:3: missing field 'model'"
+        >>> e.at(Location("b.jsonl", line=1)) is e  # already located: kept as it is
+        True
+        """
         if self.location is not None or location is None:
             return self
         return RecordError(self.reason, location)

@@ -224,7 +224,20 @@ def read_jsonl(path, *, on_error=None, progress=False):
 
 
 def read_json(path, *, on_error=None, progress=False):
-    """A JSON array of objects (read whole; use JSON lines for big files)."""
+    """A JSON array of objects (read whole; use JSON lines for big files).
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> from qsketch.eval import read_json
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     with open(os.path.join(d, "s.json"), "w") as f:
+    ...         _ = f.write(json.dumps([{"model": "m", "acc": 1}, 7]))
+    ...     errors = []
+    ...     records = [(rec, loc.item) for rec, loc in read_json(f.name, on_error=errors.append)]
+    >>> records, errors[0].location.item, errors[0].reason
+    ([({'model': 'm', 'acc': 1}, 'record 1')], 'record 2', 'expected a JSON object, got int')
+    """
     p = os.fspath(path)
     with _open_binary(p) as f:
         raw = f.read()
@@ -586,6 +599,23 @@ def read_inspect_log(path, *, on_error=None, progress=False, samples="summaries"
     carry every score value and are far cheaper than full samples;
     ``"full"`` reads the full samples one at a time.  ``.json`` logs are
     streamed with ijson (bundled with inspect_ai) either way.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from inspect_ai.log import EvalConfig, EvalDataset, EvalLog, EvalSample, EvalSpec, write_eval_log
+    >>> from inspect_ai.scorer import Score
+    >>> from qsketch.eval import read_inspect_log
+    >>> spec = EvalSpec(created="2024-05-01T00:00:00", task="qa", dataset=EvalDataset(), model="mockllm/m",
+    ...                 config=EvalConfig())
+    >>> samples = [EvalSample(id=i, epoch=1, input="q", target="a", scores={"match": Score(value=v)})
+    ...            for i, v in [(1, "C"), (2, "I")]]
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     path = os.path.join(d, "run.eval")
+    ...     _ = write_eval_log(EvalLog(eval=spec, samples=samples), path)
+    ...     rows = [(r["model"], r["task"], r["id"], r["scores"]) for r, _ in read_inspect_log(path)]
+    >>> rows
+    [('mockllm/m', 'qa', 1, {'match': 'C'}), ('mockllm/m', 'qa', 2, {'match': 'I'})]
     """
     if samples not in ("summaries", "full"):
         raise ValueError(f"samples must be 'summaries' or 'full'; got {samples!r}")
