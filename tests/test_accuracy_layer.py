@@ -402,7 +402,12 @@ def test_a_shifted_chunk_is_split_off_exactly(seed, sign):
     rng = np.random.default_rng(seed)
     old = sign * rng.normal(size=200_000)
     new = sign * rng.normal(8.0, 0.5, 4096)  # one chunk at this n
-    s = KLLSketch(80, seed=seed)
+    assert_cut_off_exactly(KLLSketch(80, seed=seed), old, new, sign)
+
+
+def assert_cut_off_exactly(s, old, new, sign):
+    """After old then new, a boundary just past old's extreme on new's side
+    counts old's items exactly on one side and new's on the other."""
     s.update(old)
     s.update(new)
     check_layer(s)
@@ -426,19 +431,7 @@ def test_a_shift_before_the_bulk_path_is_cut_off_exactly(sign):
     rng = np.random.default_rng(5)
     old = sign * rng.normal(size=20_000)
     new = sign * rng.normal(8.0, 0.5, 1024)
-    s = KLLSketch(368, seed=5)
-    s.update(old)
-    s.update(new)
-    check_layer(s)
-    bounds, open_, atom = s._buckets()
-    cut = np.nextafter(old.max(), np.inf) if sign > 0 else np.nextafter(old.min(), -np.inf)
-    assert cut in bounds
-    i = int(np.searchsorted(bounds, cut))
-    below = int(open_[: i + 1].sum() + atom[:i].sum())
-    if sign > 0:  # the old items below the cut, none at it
-        assert (below, atom[i]) == (old.size, 0)
-    else:  # the new items at or below it
-        assert below + atom[i] == new.size
+    assert_cut_off_exactly(KLLSketch(368, seed=5), old, new, sign)
 
 
 @pytest.mark.parametrize("k", [80, 368])
