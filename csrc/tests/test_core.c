@@ -3695,6 +3695,162 @@ static void test_bucket_merge_joins(void)
 }
 
 
+/* ======================================================================== */
+/* Allocation failures                                                      */
+/* ======================================================================== */
+
+/*
+ * The test binaries link with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+ * (QS_TEST_WRAP_ALLOC, set by the Makefile): every allocation of the core goes
+ * through these, and g_fail_at makes the allocation of that index (counted
+ * from when it was armed) fail, once.  Without the wrap the test is skipped.
+ */
+#ifdef QS_TEST_WRAP_ALLOC
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+static long g_fail_at = -1; /* -1: never */
+static long g_alloc_count = 0;
+
+static int alloc_fails(void)
+{
+    if (g_fail_at < 0) return 0;
+    return g_alloc_count++ == g_fail_at;
+}
+void *__wrap_malloc(size_t n) { return alloc_fails() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t size) { return alloc_fails() ? NULL : __real_calloc(n, size); }
+void *__wrap_realloc(void *p, size_t n) { return alloc_fails() ? NULL : __real_realloc(p, n); }
+
+static void arm_failure(long at)
+{
+    g_alloc_count = 0;
+    g_fail_at = at;
+}
+/* Disarm; whether the armed failure happened. */
+static int disarm_failure(void)
+{
+    const int failed = g_fail_at >= 0 && g_alloc_count > g_fail_at;
+    g_fail_at = -1;
+    return failed;
+}
+
+typedef enum { OP_BATCH, OP_ITEMS, OP_WEIGHTED, OP_MERGE, OP_QUERY, OP_COPY, OP_DESERIALIZE } alloc_op;
+static const char *const OP_NAMES[] = {"batch", "items", "weighted", "merge", "query", "copy", "deserialize"};
+
+/* A layered sketch (k, 2k boundaries, no exact table) that has seen x[0..n0). */
+static qs_kll *layered_sketch(uint32_t k, uint64_t seed, const double *x, size_t n0)
+{
+    qs_kll *sk = new_sketch(k, seed);
+    if (!sk) return NULL;
+    CHECK_ST(qs_kll_set_buckets(sk, 2 * k), QS_OK);
+    if (n0) CHECK_ST(qs_kll_update_batch(sk, x, n0, 0), QS_OK);
+    return sk;
+}
+
+/*
+ * Fail each allocation of one operation in turn (the first, the second, ...,
+ * until the operation runs through without reaching the armed index): the
+ * operation returns QS_OK (an allocation it can do without, such as a
+ * rebalance's sorted view, only postpones work) or QS_ENOMEM; either way the
+ * sketch keeps its invariants, a failed merge, query or copy leaves it
+ * unchanged, a failed update keeps a prefix of the items, nothing leaks
+ * (LeakSanitizer, per test), and the sketch goes on working.
+ */
+static void alloc_failure_case(alloc_op op, uint32_t k, size_t n0, size_t len, const double *x)
+{
+    const uint64_t w[4] = {1, 3, 1000, 7};
+    long failures = 0, at = 0;
+    for (;; at++) {
+        qs_kll *sk = layered_sketch(k, 11, x, n0);
+        qs_kll *other = op == OP_MERGE ? layered_sketch(k, 12, x + n0, len) : NULL;
+        REQUIRE(sk && (op != OP_MERGE || other));
+        bytes_t before = ser(sk);
+        const uint64_t n_before = qs_kll_n(sk);
+        qs_kll *made = NULL;
+        qs_status st = QS_OK;
+        double out[64];
+        arm_failure(at);
+        switch (op) {
+        case OP_BATCH: st = qs_kll_update_batch(sk, x + n0, len, 0); break;
+        case OP_ITEMS:
+            for (size_t i = 0; i < len && st == QS_OK; i++) st = qs_kll_update(sk, x[n0 + i], 0);
+            break;
+        case OP_WEIGHTED: st = qs_kll_update_weighted(sk, x + n0, w, 4, 0); break;
+        case OP_MERGE: st = qs_kll_merge(sk, other); break;
+        case OP_QUERY: st = qs_kll_quantile_est(sk, x, 64, 1, QS_EST_SPLINE, out); break;
+        case OP_COPY: made = qs_kll_copy(sk, &st); break;
+        case OP_DESERIALIZE: {
+            const char *msg = NULL;
+            made = qs_kll_deserialize(before.p, before.len, &st, &msg);
+            break;
+        }
+        }
+        const int failed = disarm_failure();
+        if (!failed) { /* every allocation of the operation went through */
+            CHECKF(st == QS_OK, "%s, k=%u: %s without a failed allocation", OP_NAMES[op], (unsigned)k,
+                   status_name(st));
+        } else {
+            CHECKF(st == QS_OK || st == QS_ENOMEM, "%s, k=%u, allocation %ld failed: %s", OP_NAMES[op],
+                   (unsigned)k, at, status_name(st));
+            failures += st == QS_ENOMEM;
+            if (st == QS_ENOMEM && (op == OP_MERGE || op == OP_QUERY || op == OP_COPY || op == OP_DESERIALIZE))
+                CHECKF(unchanged_since(sk, before), "%s, allocation %ld: a failed call changed the sketch",
+                       OP_NAMES[op], at);
+            if (st == QS_ENOMEM && (op == OP_COPY || op == OP_DESERIALIZE)) CHECK(made == NULL);
+            if (st == QS_ENOMEM && (op == OP_BATCH || op == OP_ITEMS))
+                CHECKF(qs_kll_n(sk) >= n_before && qs_kll_n(sk) <= n_before + len,
+                       "%s, allocation %ld: n %llu outside [%llu, %llu]", OP_NAMES[op], at,
+                       (unsigned long long)qs_kll_n(sk), (unsigned long long)n_before,
+                       (unsigned long long)(n_before + len));
+        }
+        const int ok = INV_OK(sk, OP_NAMES[op], at);
+        /* and it goes on working */
+        CHECK_ST(qs_kll_update_batch(sk, x, 20000, 0), QS_OK);
+        CHECK_ST(qs_kll_quantile_est(sk, x, 64, 1, QS_EST_SPLINE, out), QS_OK);
+        const int ok_after = INV_OK(sk, OP_NAMES[op], at);
+        if (made) qs_kll_free(made);
+        qs_kll_free(other);
+        qs_kll_free(sk);
+        free(before.p);
+        if (!failed || !ok || !ok_after || at > 100000) break;
+    }
+    info("%s, k=%u, n=%zu + %zu: %ld allocations failed in turn, %ld of them QS_ENOMEM", OP_NAMES[op],
+         (unsigned)k, n0, len, at, failures);
+}
+
+static void test_alloc_failures(void)
+{
+    rng_t r = {4242};
+    const size_t N = 400000;
+    double *x = xmalloc(N * sizeof(double));
+    fill_uniform(x, N, &r);
+    /* the group path (n from 16,384 until the bulk path starts at k = 368) */
+    alloc_failure_case(OP_BATCH, 368, 20000, 5000, x);
+    /* a shift: the gap cut's split, then the groups */
+    for (size_t i = 30000; i < 35000; i++) x[i] += 10.0;
+    alloc_failure_case(OP_BATCH, 368, 30000, 5000, x);
+    fill_uniform(x, N, &r);
+    /* the bulk path: chunks counted, rebalanced and merged in */
+    alloc_failure_case(OP_BATCH, 64, 100000, 200000, x);
+    /* the item path, from the first item: the compactors' first levels */
+    alloc_failure_case(OP_ITEMS, 32, 0, 3000, x);
+    alloc_failure_case(OP_WEIGHTED, 32, 5000, 4, x);
+    alloc_failure_case(OP_MERGE, 64, 50000, 50000, x);
+    alloc_failure_case(OP_QUERY, 64, 50000, 0, x);
+    alloc_failure_case(OP_COPY, 64, 50000, 0, x);
+    alloc_failure_case(OP_DESERIALIZE, 64, 50000, 0, x);
+    free(x);
+}
+#else
+static void test_alloc_failures(void)
+{
+    info("skipped: built without QS_TEST_WRAP_ALLOC (-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc)");
+}
+#endif
+
 typedef void (*test_fn)(void);
 static const struct {
     const char *name;
@@ -3725,6 +3881,7 @@ static const struct {
     {"merge_shards", test_merge_shards},
     {"merge_different_k", test_merge_different_k},
     {"merge_failure_is_transactional", test_merge_failure_is_transactional},
+    {"alloc_failures", test_alloc_failures},
     {"copy", test_copy},
     {"determinism", test_determinism},
     {"crc32", test_crc32},
