@@ -337,6 +337,23 @@ def test_spare_boundaries_go_to_point_masses(seed):
     assert np.max(np.abs(est - mid)) < 0.0004
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_older_exact_copies_of_a_split_value_join_its_point_mass(seed):
+    """150 copies of 0.5 arrive item by item (before the bulk path) and wait
+    at level 0 of the compactors, exact; the interval they overfill splits at
+    0.5, and those copies are the new boundary's point mass (before, they went
+    to the open interval beside it, and the point mass started at 0)."""
+    rng = np.random.default_rng(seed)
+    s = KLLSketch(368, seed=seed)
+    s.update(rng.uniform(size=5000))
+    s.update(np.full(150, 0.5))
+    check_layer(s)
+    bounds, _, atoms = s._buckets()
+    i = int(np.searchsorted(bounds, 0.5))
+    assert bounds[i] == 0.5 and atoms[i] == 150
+    assert (s.rank(0.5) - s.rank(0.5, inclusive=False)) * s.n == pytest.approx(150)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     values=st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=400),
