@@ -909,6 +909,32 @@ static int over_limit(const qs_buckets *bk, double n)
     return 0;
 }
 
+/* One pass over the intervals, splitting each one over its limit (from
+ * `base`) until it is within it or cannot split; without `make_room`, only
+ * while boundaries are free.  Each split takes one of *budget.  Whether any
+ * split was made. */
+static int split_pass(qs_kll *sk, split_ctx *cx, double base, int make_room, uint32_t *budget)
+{
+    qs_buckets *bk = &sk->bk;
+    int changed = 0;
+    double before = 0.0; /* items below interval j */
+    for (uint32_t j = 0; j <= bk->m && (make_room || bk->m < bk->cap);) {
+        const double c = (double)bk->open[j];
+        if (*budget && c > interval_limit(base, (before + 0.5 * c) / cx->n)) {
+            const int64_t left = split_interval(sk, j, cx, before);
+            if (left >= 0) { /* the items below its left part are the same: check that part again */
+                j = (uint32_t)left;
+                (*budget)--;
+                changed = 1;
+                continue;
+            }
+        }
+        before += c + (j < bk->m ? (double)bk->atom[j] : 0.0);
+        j++;
+    }
+    return changed;
+}
+
 /* Split at the gap cuts (NaN: none), then every interval over its limit,
  * then, while boundaries are spare, every interval over QS_BK_SPARE of its
  * limit, with n items in the layer and chunk[0..len) of them not yet in the
@@ -941,39 +967,9 @@ static void rebalance(qs_kll *sk, uint64_t n_items, const double *chunk, size_t 
         cx.force = NAN;
     }
     uint32_t budget = 4 * bk->cap + 16; /* splits per rebalance */
-    double before = 0.0; /* items below interval j */
-    for (uint32_t j = 0; j <= bk->m;) {
-        const double c = (double)bk->open[j];
-        if (budget && c > interval_limit(cx.base, (before + 0.5 * c) / cx.n)) {
-            const int64_t left = split_interval(sk, j, &cx, before);
-            if (left >= 0) { /* the items below its left part are the same: check that part again */
-                j = (uint32_t)left;
-                budget--;
-                changed = 1;
-                continue;
-            }
-        }
-        before += c + (j < bk->m ? (double)bk->atom[j] : 0.0);
-        j++;
-    }
-    if (spare_boundaries(bk, cx.n)) { /* never makes room: it stops when the layer is full */
-        const double spare_base = QS_BK_SPARE * cx.base;
-        before = 0.0;
-        for (uint32_t j = 0; j <= bk->m && bk->m < bk->cap;) {
-            const double c = (double)bk->open[j];
-            if (budget && c > interval_limit(spare_base, (before + 0.5 * c) / cx.n)) {
-                const int64_t left = split_interval(sk, j, &cx, before);
-                if (left >= 0) {
-                    j = (uint32_t)left;
-                    budget--;
-                    changed = 1;
-                    continue;
-                }
-            }
-            before += c + (j < bk->m ? (double)bk->atom[j] : 0.0);
-            j++;
-        }
-    }
+    changed |= split_pass(sk, &cx, cx.base, 1, &budget);
+    /* spare boundaries: never makes room, it stops when the layer is full */
+    if (spare_boundaries(bk, cx.n)) changed |= split_pass(sk, &cx, QS_BK_SPARE * cx.base, 0, &budget);
     free(cx.fresh);
     if (changed) qs_invalidate(sk);
 }
