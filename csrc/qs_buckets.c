@@ -42,7 +42,8 @@
  *     (the stream is not stationary there: sorted runs, a zoom-in attack
  *     fill an interval unlike its neighbours).  Either way the count below
  *     the split value is clipped to the compactors' guaranteed interval
- *     there;
+ *     there, and the compactors' exact items equal to it start its point
+ *     mass;
  *   - a chunk that lands beyond everything before it past an empty gap
  *     wider than the older items' part of the end interval (a distribution
  *     shift) is cut off just past the old extreme, over its limit or not
